@@ -1,0 +1,239 @@
+/*
+** log.h - the write-ahead log: a manifest naming the store and its current
+** segments, append-only segment files of checksummed records, fsync with
+** group commit, and the scanner that recovery and catch-up replay.
+**
+** On disk (byte layouts in the README, all integers little-endian):
+**
+**   MANIFEST       magic, format version, store id, hash seed, store-level
+**                  options, high-water marks, the current segment numbers and
+**                  the creator; rewritten whole (temp file, fsync, rename,
+**                  directory fsync), so it is always either the old or the
+**                  new one. XXH3-64 checksum.
+**   NNNNNN.log     a segment: a 64-byte header (magic, version, store id,
+**                  segment number, checksum) then records, each padded to 8
+**                  bytes. Every record has a 32-byte header: an XXH3-64
+**                  checksum (seeded by the store seed and the segment number,
+**                  so a record never validates in another store or segment)
+**                  over the rest of the header, the key and the value; the
+**                  record type (put, delete, commit, abort); key and value
+**                  types and lengths; a sequence number.
+**
+** A transaction is written as one group: its put and delete records, then a
+** commit record stating how many records and bytes the group has and how far
+** the segment was known to be fsynced when it was written. An abort record
+** right after a commit record cancels that group (SQLite's xRollback after
+** xSync). Recovery applies whole groups only.
+**
+** Torn tail or corruption: a segment that is not the last one was fsynced
+** before the next one was created, so any damage in it is corruption. In the
+** last segment, damage at offset X is corruption when the log is known to
+** have been durable beyond X (a commit record anywhere in the segment, or
+** the shared-memory file, says so); otherwise it is a torn tail, ignored and
+** cut off at the last whole group by the next writer.
+**
+** Thread safety: appends, roll-over and repairs are made by the one writer
+** that holds the store's writer lock. pm_log_read and pm_log_sync may be
+** called from any thread at any time.
+*/
+#ifndef PM_LOG_H
+#define PM_LOG_H
+
+#include <pthread.h>
+#include "common.h"
+#include "io.h"
+
+#define PM_FORMAT_VERSION 1
+#define PM_SEG_HEADER 64u
+#define PM_REC_HEADER 32u
+
+enum { PM_REC_PUT = 1, PM_REC_DEL = 2, PM_REC_COMMIT = 3, PM_REC_ABORT = 4 };
+
+/* A position in the log: a segment number and a byte offset in it. */
+typedef struct pm_pos {
+  uint32_t seg;
+  uint64_t off;
+} pm_pos;
+
+static inline int pm_pos_cmp(pm_pos a, pm_pos b) {
+  if (a.seg != b.seg) return a.seg < b.seg ? -1 : 1;
+  return a.off < b.off ? -1 : a.off > b.off;
+}
+
+/* ---- Manifest ------------------------------------------------------------ */
+typedef struct pm_manifest {
+  uint8_t store_id[16];
+  uint64_t seed;              /* seeds the index hash and record checksums */
+  uint64_t gen;               /* bumped at every rewrite */
+  uint64_t segment_size;
+  double auto_shrink;
+  uint64_t auto_shrink_min;
+  uint64_t seq_hw;            /* every seq below this was used */
+  int64_t int_hw;             /* highest integer key ever committed ... */
+  int has_int_hw;             /* ... if any */
+  uint32_t next_segment;      /* segment numbers are never reused */
+  uint32_t nsegs;
+  uint32_t *segs;             /* ascending; the last one is the active one */
+  char *creator;
+} pm_manifest;
+
+#define PM_MANIFEST_NAME "MANIFEST"
+
+/* Read dir/MANIFEST. PM_NOTFOUND if there is none, PM_CORRUPT if it does not
+** parse or its checksum fails. */
+int pm_manifest_read(const pm_io *io, const char *dir, pm_manifest *m, pm_err *err);
+/* Write m atomically (temp file, fsync, rename, directory fsync); bumps gen. */
+int pm_manifest_write(const pm_io *io, const char *dir, pm_manifest *m, pm_err *err);
+void pm_manifest_clear(pm_manifest *m);
+/* Copy src into dst (deep). */
+int pm_manifest_copy(pm_manifest *dst, const pm_manifest *src);
+
+/* ---- Records ------------------------------------------------------------- */
+/* A record as the scanner reports it. key points into scanner memory valid
+** for the callback only; the value is not read. */
+typedef struct pm_rec {
+  uint8_t type, ktype, vtype;
+  uint32_t klen, vlen;
+  uint64_t seq;
+  pm_pos at;                  /* where the record starts */
+  const uint8_t *key;
+} pm_rec;
+
+/* Bytes a record of klen/vlen takes on disk (header, key, value, padding). */
+static inline uint64_t pm_rec_size(uint32_t klen, uint32_t vlen) {
+  return ((uint64_t)PM_REC_HEADER + klen + vlen + 7u) & ~(uint64_t)7u;
+}
+
+/* ---- The log ------------------------------------------------------------- */
+typedef struct pm_segfile {
+  uint32_t num;
+  int fd;
+  uint64_t size;              /* bytes known to be in the file */
+} pm_segfile;
+
+typedef struct pm_log {
+  const pm_io *io;
+  char *dir;
+  int readonly;
+  pm_manifest man;
+
+  /* Segment table: readers look up fds under segs_lock (read). */
+  pthread_rwlock_t segs_lock;
+  pm_segfile *files;
+  uint32_t nfiles;
+
+  /* Writer state (under the store's writer lock). */
+  pm_pos end;                 /* where the next record goes */
+  uint8_t *wbuf;              /* records encoded but not yet written */
+  size_t wlen, wcap;
+  pm_pos wstart;              /* where wbuf[0] goes */
+  int failed;                 /* sticky error code after a failed write/fsync */
+  char failmsg[320];
+
+  /* Durability (under sync_mu). */
+  pthread_mutex_t sync_mu;
+  pthread_cond_t sync_cv;
+  int syncing;                /* a thread is in fsync now */
+  pm_pos written;             /* everything before this reached write() */
+  pm_pos durable;             /* everything before this is fsynced */
+  uint64_t fsyncs;
+  void (*on_durable)(void *ctx, pm_pos durable);   /* e.g. publish to shm */
+  void *on_durable_ctx;
+} pm_log;
+
+/* Open the segments named by m (copied) in dir. Read-only opens files
+** O_RDONLY. Does not scan: see pm_log_scan. */
+int pm_log_open(pm_log *log, const pm_io *io, const char *dir, const pm_manifest *m,
+                int readonly, pm_err *err);
+void pm_log_close(pm_log *log);
+
+/* Create the first segment of a new store and write its manifest. */
+int pm_log_create(const pm_io *io, const char *dir, pm_manifest *m, pm_err *err);
+
+/* Make the segment table follow a newer manifest (segments added by another
+** process's roll-over). Returns PM_OK, or PM_BUSY if a segment this log has
+** was removed (the caller must reload the whole store). */
+int pm_log_follow(pm_log *log, const pm_manifest *m, pm_err *err);
+
+/* Read len bytes of the value of the record at pos (key length klen). */
+int pm_log_read_value(pm_log *log, pm_pos at, uint32_t klen, uint8_t *dst, uint32_t len,
+                      pm_err *err);
+
+/* Writer side. Set where appending starts (after a scan); cuts the active
+** segment there if the file is longer (a torn tail). */
+int pm_log_start_append(pm_log *log, pm_pos end, pm_err *err);
+/* Append one record (buffered). *at gets its position. May roll over to a
+** new segment before it (fsync, new file, manifest). */
+int pm_log_add(pm_log *log, uint8_t type, const pm_key *k, uint8_t vtype, const void *v,
+               uint32_t vlen, uint64_t seq, pm_pos *at, pm_err *err);
+/* Seal the active segment (flush, fsync) and start a new one: the new file
+** is created and fsynced, then the manifest naming it is written. */
+int pm_log_roll(pm_log *log, pm_err *err);
+/* Append a commit record for a group of nrec records starting at group_start. */
+int pm_log_add_commit(pm_log *log, uint64_t group_id, uint32_t nrec, pm_pos group_start,
+                      pm_pos *at, pm_err *err);
+int pm_log_add_abort(pm_log *log, uint64_t group_id, pm_err *err);
+/* Write what is buffered. */
+int pm_log_flush(pm_log *log, pm_err *err);
+/* Wait until everything before upto is durable, sharing the fsync with other
+** threads. timeout_ns < 0 waits for ever; PM_TIMEOUT otherwise. */
+int pm_log_sync(pm_log *log, pm_pos upto, int64_t timeout_ns, pm_err *err);
+/* Everything written so far (for background syncs and "sync all"). */
+pm_pos pm_log_written(pm_log *log);
+/* Mark the log failed with err (sticky). */
+void pm_log_fail(pm_log *log, const pm_err *err);
+
+/* ---- Scanning ------------------------------------------------------------ */
+typedef struct pm_grec {      /* one record of a committed group */
+  uint8_t type, ktype, vtype;
+  uint32_t klen, vlen;
+  uint64_t seq;
+  pm_pos at;
+  uint64_t key_off;           /* offset of the key bytes in pm_group.keys */
+} pm_grec;
+
+typedef struct pm_group {
+  uint64_t id;                /* the commit record's seq */
+  size_t n;
+  pm_grec *recs;
+  uint8_t *keys;
+  pm_pos end;                 /* just after the commit record */
+} pm_group;
+
+typedef int (*pm_apply_fn)(void *ctx, const pm_group *g, pm_err *err);
+
+enum {
+  PM_SCAN_OPEN = 0,     /* recovery at open: torn tail allowed in the last segment */
+  PM_SCAN_BOUNDED = 1,  /* catch-up to a known committed end: any damage is corruption */
+  PM_SCAN_SALVAGE = 2   /* recover: skip damage, keep every valid group */
+};
+
+typedef struct pm_scan {
+  pm_pos end;             /* just after the last group applied (or aborted) */
+  uint64_t max_seq;       /* highest seq in any valid record */
+  int64_t max_int;        /* highest integer key in applied groups */
+  int has_int;
+  uint64_t records;       /* valid records read */
+  uint64_t groups;        /* groups applied */
+  uint64_t dropped_bytes; /* torn tail or damage skipped */
+  uint64_t dropped_groups;/* groups lost to damage (salvage) */
+  pm_pos damage;          /* first damage seen, if any */
+  int damaged;
+} pm_scan;
+
+/* Replay the log from `from` (a record boundary) to `limit` (or the end of
+** the last segment when limit.seg == 0), calling apply for each committed
+** group in order. durable_hint is a position known to have been fsynced
+** (from the shared-memory file), or {0,0}. */
+int pm_log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos durable_hint,
+                pm_apply_fn apply, void *ctx, pm_scan *out, pm_err *err);
+
+/* Verify every record checksum in every segment up to limit ({0,0}: the
+** end); appends problems to
+** *report (a pm_malloc'ed string, one line each). Returns PM_OK or error. */
+int pm_log_check(pm_log *log, pm_pos limit, char **report, pm_err *err);
+
+/* Name of segment n: "NNNNNN.log" into buf (at least 32 bytes). */
+void pm_seg_name(uint32_t n, char *buf, size_t cap);
+
+#endif /* PM_LOG_H */
