@@ -47,8 +47,10 @@ persistmap.so: $(ENGINE_OBJ) $(SQL_OBJ)
 $(BUILD)/libpmengine.a: $(ENGINE_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/test_%: test/unit/test_%.c test/unit/testutil.h $(BUILD)/libpmengine.a
-	$(CC) $(CFLAGS) $(BASE) -Iext -o $@ $< $(BUILD)/libpmengine.a -lcmocka -lm
+TEST_HEADERS = $(wildcard test/unit/*.h test/bench/*.h)
+
+$(BUILD)/test_%: test/unit/test_%.c $(TEST_HEADERS) $(BUILD)/libpmengine.a
+	$(CC) $(CFLAGS) $(BASE) -Iext -Itest/bench -o $@ $< $(BUILD)/libpmengine.a -lcmocka -lm
 
 demo: persistmap.so
 	@sh test/deps.sh sqlite3
@@ -72,12 +74,16 @@ test-asan: test-deps
 BENCH_N = $(if $(QUICK),100000,1000000)
 BENCH_DIR ?= $(BUILD)/bench
 
-$(BUILD)/bench_%: test/bench/bench_%.c $(BUILD)/libpmengine.a
+$(BUILD)/bench_%: test/bench/bench_%.c $(TEST_HEADERS) $(BUILD)/libpmengine.a
 	$(CC) $(CFLAGS) $(BASE) -Iext -Itest/bench -o $@ $< $(BUILD)/libpmengine.a -lm
 
-bench: test-deps $(BUILD)/bench_engine
+$(BUILD)/cache_trace: test/bench/cache_trace.c $(TEST_HEADERS) $(BUILD)/libpmengine.a
+	$(CC) $(CFLAGS) $(BASE) -Iext -Itest/bench -o $@ $< $(BUILD)/libpmengine.a -lm
+
+bench: test-deps $(BUILD)/bench_engine $(BUILD)/cache_trace persistmap.so
 	rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR)
 	$(BUILD)/bench_engine $(BENCH_DIR) $(BENCH_N)
+	$(BUILD)/cache_trace $(if $(QUICK),--quick)
 
 clean:
 	rm -rf build persistmap.so

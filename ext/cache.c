@@ -10,12 +10,12 @@
 ** leaves the cache, and its id is remembered in the *ghost*. The main queue
 ** is a CLOCK: its hand takes the head, and a value with a non-zero counter
 ** goes back to the tail with its counter lowered by one, so a value that
-** stops being read loses its credit within three passes (aging). A value
-** offered again while its id is in the ghost skips the small queue and goes
-** straight to main: it was evicted too early once.
+** stops being read is evicted within four passes of the hand (aging). A
+** value offered again while its id is in the ghost skips the small queue
+** and goes straight to main: it was evicted too early once.
 **
 ** A scan reads each value once: its values pass through the small queue and
-** out, and the main queue, where the hot set lives, is never touched.
+** out, and nothing is evicted from the main queue, where the hot set lives.
 **
 ** Sharding. The cache is split by a hash of the id into up to 64 shards,
 ** each with its own lock, tables, queues and counters. The byte budget is
@@ -25,7 +25,9 @@
 ** from the fullest shard, so shards drift back to equal shares and the
 ** cache always holds as much as its capacity allows, whatever the number of
 ** shards. A small cache gets fewer shards (each shard should hold at least
-** MIN_SHARD_BYTES) so the policy keeps enough values per queue to work.
+** MIN_SHARD_BYTES) so the policy keeps enough values per queue to work; the
+** number is chosen when the cache is made and kept when its capacity
+** changes.
 **
 ** Memory. Each value is charged its footprint plus ENTRY_OVERHEAD: its node
 ** and its share of the bucket array and of the ghost table. The ghost keeps
@@ -80,8 +82,11 @@ typedef struct ghost_slot {
   uint32_t stamp;   /* ghost clock when it was added */
 } ghost_slot;
 
+/* One shard. Its lock and the counters every call touches come first;
+** shards are aligned to cache lines so two shards never share one. */
 typedef struct shard {
-  pthread_mutex_t mu;
+  _Alignas(64) pthread_mutex_t mu;
+  uint64_t hits, misses, evictions, inserts;
   entry **buckets;          /* chained hash table, nbuckets a power of two */
   uint32_t nbuckets;
   uint64_t count;           /* values held */
@@ -90,14 +95,13 @@ typedef struct shard {
   ghost_slot *ghost;        /* gbuckets * GHOST_WAYS slots */
   uint32_t gbuckets;
   uint32_t gclock;          /* ids added to the ghost so far */
-  uint64_t hits, misses, evictions, inserts;
 } shard;
 
 struct pm_cache {
   int64_t capacity;         /* atomic; bytes, or PM_CACHE_UNLIMITED */
   uint64_t total;           /* atomic; bytes charged over all shards */
   uint32_t nshards;         /* a power of two */
-  shard shards[];
+  shard *shards;            /* in the same block, after this struct, aligned */
 };
 
 /* Bytes a block of n bytes costs in the allocator, rounded as common.c's
@@ -105,8 +109,11 @@ struct pm_cache {
 #define ALLOC_BYTES(n) ((((n) + 8) + 15) & ~(size_t)15)
 
 /* What a value costs besides its footprint: its node, two bucket pointers
-** (the bucket array runs between half and fully loaded) and two ghost
-** slots (the ghost table has about two slots per value held). */
+** and two ghost slots. After growing, the bucket array has one or two
+** pointers per value and the ghost table two to four slots; they shrink
+** only once the shard has lost three quarters (buckets) or half (ghost) of
+** its values, so the charge is the steady-state cost, not a bound on every
+** moment. */
 #define ENTRY_OVERHEAD \
   (ALLOC_BYTES(sizeof(entry)) + 2 * sizeof(entry *) + 2 * sizeof(ghost_slot))
 
@@ -148,6 +155,7 @@ static int64_t normalize_capacity(int64_t capacity) {
   return capacity < 0 ? 0 : capacity;
 }
 
+/* The capacity in force, read without a lock. */
 static int64_t capacity_now(pm_cache *c) {
   return __atomic_load_n(&c->capacity, __ATOMIC_RELAXED);
 }
@@ -201,6 +209,7 @@ static void fifo_unlink(fifo *q, entry *e) {
   q->bytes -= e->charge;
 }
 
+/* The queue of s that e is in. */
 static fifo *queue_of(shard *s, entry *e) {
   return e->queue == Q_SMALL ? &s->small : &s->main;
 }
@@ -271,6 +280,7 @@ static uint32_t ghost_tag(uint64_t h) {
   return tag ? tag : 1;
 }
 
+/* The GHOST_WAYS slots where hash h may be remembered (s->ghost not NULL). */
 static ghost_slot *ghost_bucket(shard *s, uint64_t h) {
   return &s->ghost[(h & (s->gbuckets - 1)) * GHOST_WAYS];
 }
@@ -281,7 +291,7 @@ static ghost_slot *ghost_bucket(shard *s, uint64_t h) {
 static void ghost_fit(shard *s) {
   uint64_t want = 1;
   while (want * GHOST_WAYS < 2 * (uint64_t)ghost_limit(s) && want < (1u << 28)) want *= 2;
-  if (s->ghost && s->gbuckets >= want && s->gbuckets <= 4 * want) return;
+  if (s->ghost && s->gbuckets >= want && s->gbuckets <= 2 * want) return;
   ghost_slot *g = pm_calloc((size_t)want * GHOST_WAYS, sizeof *g);
   if (!g) return;
   pm_free(s->ghost);
@@ -356,7 +366,9 @@ static void entry_drop(pm_cache *c, shard *s, entry *e, entry **dead) {
 /* ---- Eviction ------------------------------------------------------------ */
 
 /* Look at the head of the small queue: a value read while it waited moves
-** to main; any other leaves, its id going to the ghost. True if one left. */
+** to main, its counter cleared (those reads paid for the move, and main's
+** hand ages it from zero); any other leaves, its id going to the ghost.
+** True if one left. */
 static int evict_small(pm_cache *c, shard *s, entry **dead) {
   entry *e = s->small.head;
   if (e->freq >= PROMOTE_FREQ) {
@@ -451,16 +463,8 @@ static int shard_admit(pm_cache *c, shard *s, entry *e, uint64_t h) {
 
 /* Free everything s holds; its references are dropped. */
 static void shard_destroy(shard *s) {
-  fifo *queues[2] = { &s->small, &s->main };
-  for (int q = 0; q < 2; q++) {
-    entry *e = queues[q]->head;
-    while (e) {
-      entry *next = e->next;
-      pm_value_unref(e->value);
-      pm_free(e);
-      e = next;
-    }
-  }
+  entries_release(s->small.head);   /* queues are linked through next too */
+  entries_release(s->main.head);
   pm_free(s->buckets);
   pm_free(s->ghost);
   pthread_mutex_destroy(&s->mu);
@@ -468,13 +472,18 @@ static void shard_destroy(shard *s) {
 
 /* ---- API ----------------------------------------------------------------- */
 
+/* The contracts of the API are in cache.h; here is how each keeps it. */
+
+/* One block holds the cache and its cache-line-aligned shards. */
 pm_cache *pm_cache_new(int64_t capacity) {
   capacity = normalize_capacity(capacity);
   uint32_t n = shards_for(capacity);
-  pm_cache *c = pm_calloc(1, sizeof *c + n * sizeof(shard));
+  size_t align = _Alignof(shard);
+  pm_cache *c = pm_calloc(1, sizeof *c + align - 1 + n * sizeof(shard));
   if (!c) return NULL;
   c->capacity = capacity;
   c->nshards = n;
+  c->shards = (shard *)(((uintptr_t)(c + 1) + align - 1) & ~(uintptr_t)(align - 1));
   for (uint32_t i = 0; i < n; i++) {
     if (pthread_mutex_init(&c->shards[i].mu, NULL) != 0) {
       while (i--) pthread_mutex_destroy(&c->shards[i].mu);
@@ -485,12 +494,14 @@ pm_cache *pm_cache_new(int64_t capacity) {
   return c;
 }
 
+/* Drops every reference held; values handed out stay valid. */
 void pm_cache_free(pm_cache *c) {
   if (!c) return;
   for (uint32_t i = 0; i < c->nshards; i++) shard_destroy(&c->shards[i]);
   pm_free(c);
 }
 
+/* The hit path: one shard lock, no allocation, nothing moved. */
 pm_value *pm_cache_get(pm_cache *c, uint64_t id) {
   if (!c) return NULL;
   uint64_t h = id_hash(id);
@@ -509,6 +520,9 @@ pm_value *pm_cache_get(pm_cache *c, uint64_t id) {
   return v;
 }
 
+/* The node is allocated before the lock is taken; whatever is not kept
+** (a duplicate, a value with no table to go in, evicted values) is
+** released after it is dropped. */
 void pm_cache_put(pm_cache *c, uint64_t id, pm_value *v) {
   if (!c || !v) return;
   uint64_t charge = pm_value_footprint(v) + ENTRY_OVERHEAD;
@@ -530,6 +544,7 @@ void pm_cache_put(pm_cache *c, uint64_t id, pm_value *v) {
   cache_rebalance(c);
 }
 
+/* Not an eviction: the counters do not count it. */
 void pm_cache_remove(pm_cache *c, uint64_t id) {
   if (!c) return;
   uint64_t h = id_hash(id);
@@ -542,6 +557,8 @@ void pm_cache_remove(pm_cache *c, uint64_t id) {
   entries_release(dead);
 }
 
+/* Shrinking trims every shard to its new share, then the fullest ones
+** until the total fits. The number of shards does not change. */
 void pm_cache_set_capacity(pm_cache *c, int64_t capacity) {
   if (!c) return;
   __atomic_store_n(&c->capacity, normalize_capacity(capacity), __ATOMIC_RELAXED);
@@ -556,6 +573,8 @@ void pm_cache_set_capacity(pm_cache *c, int64_t capacity) {
   cache_rebalance(c);
 }
 
+/* Sums the shards' counters, one shard lock at a time (exact when no
+** other thread is using the cache). */
 void pm_cache_get_stats(pm_cache *c, pm_cache_stats *out) {
   memset(out, 0, sizeof *out);
   if (!c) return;

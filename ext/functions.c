@@ -153,7 +153,11 @@ static char *stats_json(const pm_stats *st) {
   for (size_t i = 0; i < sizeof aCounter / sizeof aCounter[0]; i++) {
     uint64_t v;
     memcpy(&v, (const char *)st + aCounter[i].off, sizeof v);
-    sqlite3_str_appendf(s, ",\"%s\":%llu", aCounter[i].name, (unsigned long long)v);
+    if (v == UINT64_MAX) {            /* an unlimited cache_capacity */
+      sqlite3_str_appendf(s, ",\"%s\":-1", aCounter[i].name);
+    } else {
+      sqlite3_str_appendf(s, ",\"%s\":%llu", aCounter[i].name, (unsigned long long)v);
+    }
   }
   sqlite3_str_appendf(s, ",\"next_int_key\":%lld,\"shrink_running\":%s,\"last_error_code\":\"%s\"",
                       (long long)st->next_int_key, st->shrink_running ? "true" : "false",

@@ -79,6 +79,7 @@ static void manifest_encode(bbuf *b, const pm_manifest *m) {
   bb_u64(b, (uint64_t)m->int_hw);
   bb_u32(b, (uint32_t)m->has_int_hw);
   bb_u32(b, m->next_segment);
+  bb_u32(b, m->active);
   bb_u32(b, m->nsegs);
   bb_u32(b, (uint32_t)clen);
   for (uint32_t i = 0; i < m->nsegs; i++) bb_u32(b, m->segs[i]);
@@ -105,6 +106,7 @@ static int manifest_decode(const uint8_t *p, size_t n, pm_manifest *m) {
   m->int_hw = (int64_t)rb_u64(&r);
   m->has_int_hw = (int)rb_u32(&r);
   m->next_segment = rb_u32(&r);
+  m->active = rb_u32(&r);
   m->nsegs = rb_u32(&r);
   uint32_t clen = rb_u32(&r);
   if (r.bad || m->nsegs == 0 || m->nsegs > (n / 4) || clen > n) return -1;
@@ -118,6 +120,9 @@ static int manifest_decode(const uint8_t *p, size_t n, pm_manifest *m) {
   m->creator[clen] = 0;
   for (uint32_t i = 1; i < m->nsegs; i++) if (m->segs[i] <= m->segs[i - 1]) return -1;
   if (m->segs[m->nsegs - 1] >= m->next_segment) return -1;
+  int has_active = 0;
+  for (uint32_t i = 0; i < m->nsegs; i++) has_active |= m->segs[i] == m->active;
+  if (!has_active) return -1;
   return 0;
 }
 
@@ -278,6 +283,8 @@ static int seg_open(pm_log *log, uint32_t num, pm_segfile *out, pm_err *err) {
   if (rc && fd >= 0) log->io->close(fd);
   out->num = num;
   out->fd = rc ? -1 : fd;
+  out->retired = 0;
+  out->retired = 0;
   pm_free(path);
   return rc;
 }
@@ -313,6 +320,7 @@ int pm_log_create(const pm_io *io, const char *dir, pm_manifest *m, pm_err *err)
   if (!m->segs) return pm_err_set(err, PM_NOMEM, "out of memory");
   m->segs[0] = num;
   m->nsegs = 1;
+  m->active = num;
   m->next_segment = num + 1;
   return pm_manifest_write(io, dir, m, err);
 }
@@ -337,10 +345,10 @@ int pm_log_open(pm_log *log, const pm_io *io, const char *dir, const pm_manifest
     if (rc) return rc;
     if (seg_table_add(log, f)) { io->close(f.fd); return pm_err_set(err, PM_NOMEM, "out of memory"); }
   }
-  pm_segfile *last = &log->files[log->nfiles - 1];
-  log->end = (pm_pos){ last->num, last->size };
+  pm_segfile *act = seg_find(log, log->man.active);
+  log->end = (pm_pos){ act->num, act->size };
   log->written = log->end;
-  log->durable = (pm_pos){ last->num, PM_SEG_HEADER };
+  log->durable = (pm_pos){ act->num, PM_SEG_HEADER };
   return PM_OK;
 }
 
@@ -366,7 +374,7 @@ static int manifest_has(const pm_manifest *m, uint32_t num) {
 
 int pm_log_follow(pm_log *log, const pm_manifest *m, pm_err *err) {
   for (uint32_t i = 0; i < log->nfiles; i++)
-    if (!manifest_has(m, log->files[i].num)) return PM_BUSY;
+    if (!log->files[i].retired && !manifest_has(m, log->files[i].num)) return PM_BUSY;
   pm_manifest copy;
   if (pm_manifest_copy(&copy, m)) return pm_err_set(err, PM_NOMEM, "out of memory");
   pm_manifest_clear(&log->man);
@@ -451,7 +459,9 @@ static int write_error(pm_log *log, int sys_errno, pm_pos at, pm_err *err) {
   return err ? err->code : PM_IOERR;
 }
 
-static int active_fd(pm_log *log) { return log->files[log->nfiles - 1].fd; }
+/* The segment appends go to. */
+static pm_segfile *active_file(pm_log *log) { return seg_find(log, log->man.active); }
+static int active_fd(pm_log *log) { return active_file(log)->fd; }
 
 static void note_written(pm_log *log, pm_pos p) {
   pthread_mutex_lock(&log->sync_mu);
@@ -465,7 +475,7 @@ int pm_log_flush(pm_log *log, pm_err *err) {
   if (pm_io_write_all(log->io, active_fd(log), log->wbuf, log->wlen, log->wstart.off) < 0)
     return write_error(log, errno, log->wstart, err);
   log->wstart.off += log->wlen;
-  log->files[log->nfiles - 1].size = log->wstart.off;
+  active_file(log)->size = log->wstart.off;
   log->wlen = 0;
   note_written(log, log->wstart);
   return PM_OK;
@@ -484,11 +494,12 @@ int pm_log_roll(pm_log *log, pm_err *err) {
   if (!segs) { pm_manifest_clear(&next); return pm_err_set(err, PM_NOMEM, "out of memory"); }
   next.segs = segs;
   next.segs[next.nsegs++] = num;
+  next.active = num;
   next.next_segment = num + 1;
   int fd = -1;
   rc = seg_create(log->io, log->dir, &log->man, num, &fd, err);
   if (!rc) rc = pm_manifest_write(log->io, log->dir, &next, err);
-  if (!rc) rc = seg_table_add(log, (pm_segfile){ num, fd, PM_SEG_HEADER })
+  if (!rc) rc = seg_table_add(log, (pm_segfile){ num, fd, PM_SEG_HEADER, 0 })
                     ? pm_err_set(err, PM_NOMEM, "out of memory") : PM_OK;
   if (rc) {
     if (fd >= 0) log->io->close(fd);
@@ -507,13 +518,15 @@ int pm_log_roll(pm_log *log, pm_err *err) {
   return PM_OK;
 }
 
-/* Make room for a record of size bytes: roll over, flush the buffer. */
+int pm_log_roll_if_full(pm_log *log, pm_err *err) {
+  if (log->failed) return log_failed(log, err);
+  if (log->end.off < log->man.segment_size) return PM_OK;
+  return pm_log_roll(log, err);
+}
+
+/* Make room in the write buffer for a record of size bytes. */
 static int reserve_space(pm_log *log, uint64_t size, pm_err *err) {
   if (log->failed) return log_failed(log, err);
-  if (log->end.off + size > log->man.segment_size && log->end.off > PM_SEG_HEADER) {
-    int rc = pm_log_roll(log, err);
-    if (rc) return rc;
-  }
   if (!log->wbuf) {
     log->wbuf = pm_malloc(WBUF_CAP);
     if (!log->wbuf) return pm_err_set(err, PM_NOMEM, "out of memory");
@@ -536,7 +549,7 @@ static int write_big(pm_log *log, const uint8_t *h, const pm_key *k, const void 
       pm_io_write_all(log->io, fd, zeros, pad, off + size - pad) < 0)
     return write_error(log, errno, log->end, err);
   log->wstart.off = off + size;
-  log->files[log->nfiles - 1].size = off + size;
+  active_file(log)->size = off + size;
   note_written(log, log->wstart);
   return PM_OK;
 }
@@ -547,11 +560,8 @@ int pm_log_add(pm_log *log, uint8_t type, const pm_key *k, uint8_t vtype, const 
   if (!k) k = &nokey;
   uint64_t size = pm_rec_size(k->len, vlen);
   int big = size > WBUF_CAP / 2;
-  int rc = reserve_space(log, big ? 0 : size, err);
+  int rc = big ? pm_log_flush(log, err) : reserve_space(log, size, err);
   if (rc) return rc;
-  if (big && (rc = pm_log_flush(log, err)) != PM_OK) return rc;
-  if (big && log->end.off + size > log->man.segment_size && log->end.off > PM_SEG_HEADER &&
-      (rc = pm_log_roll(log, err)) != PM_OK) return rc;
   uint64_t seed = seg_seed(log, log->end.seg);
   if (at) *at = log->end;
   if (big) {
@@ -594,8 +604,8 @@ int pm_log_add_abort(pm_log *log, uint64_t group_id, pm_err *err) {
 
 int pm_log_start_append(pm_log *log, pm_pos end, pm_err *err) {
   pm_segfile *f = seg_find(log, end.seg);
-  if (!f || f != &log->files[log->nfiles - 1])
-    return pm_err_set(err, PM_CORRUPT, "the log does not end in its last segment");
+  if (!f || f != active_file(log))
+    return pm_err_set(err, PM_CORRUPT, "the log does not end in its active segment");
   uint64_t size;                 /* another process may have written since we looked */
   if (log->io->file_size(f->fd, &size) == 0) f->size = size;
   if (f->size > end.off && !log->readonly) {
@@ -1022,13 +1032,14 @@ static int log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos hin
     if (f->num < from.seg) continue;
     if (limit.seg && f->num > limit.seg) break;
     uint64_t off = f->num == from.seg ? from.off : PM_SEG_HEADER;
-    rc = scan_segment(&s, f, off, i == log->nfiles - 1, report, &stop);
+    if (f->retired) continue;
+    rc = scan_segment(&s, f, off, f->num == log->man.active, report, &stop);
   }
   if (!rc) rc = flush_held(&s);
   if (!rc && mode != PM_SCAN_SALVAGE) {
-    pm_segfile *last = &log->files[log->nfiles - 1];
-    uint64_t kept = out->end.seg == last->num ? out->end.off : PM_SEG_HEADER;
-    if (!limit.seg && last->size > kept) out->dropped_bytes += last->size - kept;
+    pm_segfile *act = active_file(log);
+    uint64_t kept = out->end.seg == act->num ? out->end.off : PM_SEG_HEADER;
+    if (!limit.seg && act->size > kept) out->dropped_bytes += act->size - kept;
   }
   pm_free(s.a.recs);
   pm_free(s.a.keys);

@@ -72,8 +72,10 @@ typedef struct pm_manifest {
   int64_t int_hw;             /* highest integer key ever committed ... */
   int has_int_hw;             /* ... if any */
   uint32_t next_segment;      /* segment numbers are never reused */
+  uint32_t active;            /* the segment appended to (a compaction's
+                                 output may have higher numbers) */
   uint32_t nsegs;
-  uint32_t *segs;             /* ascending; the last one is the active one */
+  uint32_t *segs;             /* ascending */
   char *creator;
 } pm_manifest;
 
@@ -109,6 +111,7 @@ typedef struct pm_segfile {
   uint32_t num;
   int fd;
   uint64_t size;              /* bytes known to be in the file */
+  int retired;                /* compacted away: kept open for readers only */
 } pm_segfile;
 
 typedef struct pm_log {
@@ -162,8 +165,10 @@ int pm_log_read_value(pm_log *log, pm_pos at, uint32_t klen, uint8_t *dst, uint3
 /* Writer side. Set where appending starts (after a scan); cuts the active
 ** segment there if the file is longer (a torn tail). */
 int pm_log_start_append(pm_log *log, pm_pos end, pm_err *err);
-/* Append one record (buffered). *at gets its position. May roll over to a
-** new segment before it (fsync, new file, manifest). */
+/* Roll over (see pm_log_roll) if the active segment reached segment_size.
+** Called before a group is written: a group never spans two segments. */
+int pm_log_roll_if_full(pm_log *log, pm_err *err);
+/* Append one record (buffered). *at gets its position. */
 int pm_log_add(pm_log *log, uint8_t type, const pm_key *k, uint8_t vtype, const void *v,
                uint32_t vlen, uint64_t seq, pm_pos *at, pm_err *err);
 /* Seal the active segment (flush, fsync) and start a new one: the new file

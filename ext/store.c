@@ -314,8 +314,8 @@ static int recover_index(pm_engine *e, pm_err *err) {
   e->dropped_bytes = scan.dropped_bytes;
   e->applied = alone ? scan.end : sh.commit;
   if (alone && !e->readonly) {
-    if (e->applied.seg != e->log.files[e->log.nfiles - 1].num)
-      e->applied = (pm_pos){ e->log.files[e->log.nfiles - 1].num, PM_SEG_HEADER };
+    if (e->applied.seg != m->active)      /* the torn group began in an older segment */
+      e->applied = (pm_pos){ m->active, PM_SEG_HEADER };
     rc = pm_log_start_append(&e->log, e->applied, err);
     if (rc) return rc;
     pm_shared st = shared_state(e, e->applied);
@@ -1044,6 +1044,7 @@ static int txn_write(pm_txn *t, int durable, pm_err *err) {
     t->prepared = 0;
     if (rc) return rc;
   }
+  if ((rc = pm_log_roll_if_full(&e->log, err)) != PM_OK) return rc;
   if ((rc = build_group(t, err)) != PM_OK) return rc;
   size_t kbytes = 0;
   for (size_t i = 0; i < t->grp.n; i++) kbytes += t->grp.recs[i].klen;
@@ -1286,6 +1287,7 @@ static int fill_from_index(pm_iter *it, pm_err *err) {
 ** above every committed one). Returns 1 when exhausted. */
 static int fill_from_txn(pm_iter *it, pm_err *err) {
   pm_txn *t = it->txn;
+  if (t && it->tend > t->nops) it->tend = t->nops;     /* a ROLLBACK TO dropped ops */
   while (t && it->nrows < ITER_BATCH && it->tpos < it->tend) {
     size_t i = it->spec.desc ? it->tend - 1 - it->tpos : it->tpos;
     it->tpos++;
@@ -1591,8 +1593,11 @@ typedef struct salvage {
 static int salvage_rewrite(salvage *sv, pm_err *err) {
   pm_engine *e = &sv->e;
   pm_log *log = &e->log;
-  pm_segfile *last = &log->files[log->nfiles - 1];
-  int rc = pm_log_start_append(log, (pm_pos){ last->num, last->size }, err);
+  uint64_t size = 0;
+  pm_segfile *act = NULL;
+  for (uint32_t i = 0; i < log->nfiles; i++) if (log->files[i].num == log->man.active) act = &log->files[i];
+  if (act) size = act->size;
+  int rc = pm_log_start_append(log, (pm_pos){ log->man.active, size }, err);
   if (!rc) rc = pm_log_roll(log, err);
   if (rc) return rc;
   sv->first_new = log->end.seg;

@@ -13,6 +13,7 @@
 **   - the table's declaration, the arguments of CREATE VIRTUAL TABLE, and
 **     where the store may live on disk (section 2 and 3);
 **   - SQL values and the engine's keys and values (section 4);
+**   - creating, connecting, dropping and renaming tables (section 5);
 **   - query plans: a WHERE clause becomes a hash lookup, a batch of
 **     lookups, or a scan in sequence order filtered on the keys in memory
 **     (section 6 and 7);
@@ -85,7 +86,7 @@ struct pm_vtab {
   char *zCreator;        /* who this table is, as recorded in a manifest */
   char *zProblem;        /* why the table is unusable (found by xConnect) */
   table_opts opts;
-  int readonly;          /* mode='readonly' or a read-only database */
+  int readonly;          /* mode='readonly', a read-only database or file system */
   char *zFull;           /* absolute store path, symlinks not resolved */
   char *zCanon;          /* the same with symlinks resolved: what opens */
   pm_store *store;       /* NULL until first use */
@@ -115,6 +116,7 @@ static int vt_error(pm_vtab *vt, int code, const char *zFmt, ...) {
   return code;
 }
 
+/* The SQLite result code for an engine result code. */
 int pm_sqlite_code(int pm_rc) {
   switch (pm_rc) {
     case PM_OK:         return SQLITE_OK;
@@ -752,8 +754,9 @@ static int vt_open_store(pm_vtab *vt, int create, pm_err *err) {
   if (vt->zProblem) return pm_err_set(err, PM_ERROR, "%s", vt->zProblem);
   int rc = vt_resolve_path(vt, err);
   if (rc != PM_OK) return rc;
+  if (fs_readonly(vt->zCanon)) vt->readonly = 1;
   pm_options o = vt->opts.eng;
-  o.readonly = vt->readonly || fs_readonly(vt->zCanon);
+  o.readonly = vt->readonly;
   o.create = create && !o.readonly;
   o.creator = vt->zCreator;
   return pm_store_open(vt->zCanon, &o, &vt->store, err);
@@ -898,17 +901,20 @@ static void vt_delete_store(pm_vtab *vt) {
 /*
 ** xDestroy: DROP TABLE. SQLite calls it at once, even inside a transaction
 ** that may later roll back, and never calls the table again: so a DROP
-** inside an explicit transaction is refused. Otherwise the store is
-** deleted if this table created it and no other connection or process has
-** it open, and left in place (detached) if not. A table that could not be
-** used (bad options, a refused path) or is read-only only detaches.
+** inside an explicit transaction is refused. SQLite shows no message of
+** xDestroy's, only its code's text: SQLITE_LOCKED, "database table is
+** locked", says best that the table cannot go now; the log gets the whole
+** story. Otherwise the store is deleted if this table created it and no
+** other connection or process has it open, and left in place (detached)
+** if not. A table that could not be used (bad options, a refused path) or
+** is read-only only detaches.
 */
 static int pmDestroy(sqlite3_vtab *pVtab) {
   pm_vtab *vt = (pm_vtab *)pVtab;
   if (!sqlite3_get_autocommit(vt->db)) {
-    return vt_error(vt, SQLITE_ERROR,
-                    "cannot drop table '%s' inside a transaction (its store would be "
-                    "deleted at once, with no way back); commit first", vt->zName);
+    sqlite3_log(SQLITE_LOCKED, "persistmap: cannot drop table '%s' inside a transaction "
+                "(its store would be deleted at once, with no way back); commit first", vt->zName);
+    return SQLITE_LOCKED;
   }
   vt_close_store(vt);
   if (!vt->zProblem && !vt->readonly) vt_delete_store(vt);
@@ -990,6 +996,10 @@ static int pmRename(sqlite3_vtab *pVtab, const char *zNew) {
   sqlite3_free(vt->zCreator);
   vt->zName = sqlite3_mprintf("%s", zNew);
   vt->zCreator = zCreator;
+  /* SQLite connects the renamed table anew; this object may live on in
+  ** cached statements, and must not keep the store busy (a DROP would
+  ** then only detach). It reopens the store if it is used again. */
+  if (!vt->cursors) vt_close_store(vt);
   return vt->zName ? SQLITE_OK : SQLITE_NOMEM;
 }
 
@@ -1274,6 +1284,7 @@ struct pm_cursor {
   pm_snap snap;          /*   this snapshot */
   int has_snap;
   int txn_gone;          /* the transaction ended while the cursor was open */
+  int none;              /* an argument (a NULL bound) rules out every row */
   keybuf *keys;          /* lookups: the keys to look up */
   int nKeys, iKey;
   pm_iter *iter;         /* scans */
@@ -1338,10 +1349,12 @@ static void vt_txn_ended(pm_vtab *vt) {
   }
 }
 
-/* Decide what the cursor reads through: the write transaction or a snapshot. */
+/* Decide what the cursor reads through: the write transaction, or a
+** snapshot (always, for a read-only table: its writes fail in xUpdate, and
+** its reads must go on working in the same transaction). */
 static int cursor_attach(pm_cursor *c, pm_err *err) {
   pm_vtab *vt = cursor_vtab(c);
-  int rc = vt->in_write ? vt_txn(vt, err) : vt_open_store(vt, 0, err);
+  int rc = vt->in_write && !vt->readonly ? vt_txn(vt, err) : vt_open_store(vt, 0, err);
   if (rc != PM_OK) return rc;
   if (vt->txn) { c->txn = vt->txn; return PM_OK; }
   rc = pm_store_snap_begin(vt->store, &c->snap, err);
@@ -1405,28 +1418,28 @@ static int filter_prefix(key_filter *f, sqlite3_value *v, int like) {
   return f->prefix ? 1 : -1;
 }
 
-/* Read the arguments of a scan plan into the cursor's filters. Returns
-** SQLITE_OK; c->eof is left set when no row can match. */
+/* Read the arguments of a scan plan into the cursor's filters; c->none is
+** set when no row can match (a NULL bound or pattern). */
 static int cursor_scan_args(pm_cursor *c, sqlite3_value **argv, int *pArg) {
   int f = c->plan;
   key_filter *kf = &c->filter;
   if (f & PLAN_KEY_LO) {
     int r = key_from_value(argv[(*pArg)++], &kf->lo, 1);
     if (r < 0) return SQLITE_NOMEM;
-    if (r == 0) c->seq.empty = 1;
+    if (r == 0) c->none = 1;
     kf->lo_incl = (f & PLAN_KEY_LO_EQ) != 0;
   }
   if (f & PLAN_KEY_HI) {
     int r = key_from_value(argv[(*pArg)++], &kf->hi, 1);
     if (r < 0) return SQLITE_NOMEM;
-    if (r == 0) c->seq.empty = 1;
+    if (r == 0) c->none = 1;
     kf->hi_incl = (f & PLAN_KEY_HI_EQ) != 0;
   }
   for (int like = 0; like < 2; like++) {
     if (!(f & (like ? PLAN_LIKE : PLAN_GLOB))) continue;
     int r = filter_prefix(kf, argv[(*pArg)++], like);
     if (r < 0) return SQLITE_NOMEM;
-    if (r == 0) c->seq.empty = 1;
+    if (r == 0) c->none = 1;
   }
   return SQLITE_OK;
 }
@@ -1663,12 +1676,13 @@ static int pmFilter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr,
   c->plan = idxNum;
   c->seq.lo = 0; c->seq.hi = UINT64_MAX; c->seq.empty = 0;
   c->limit = -1; c->offset = 0;
+  c->none = 0;
   c->eof = 0;
   rc = (idxNum & (PLAN_EQ | PLAN_IN)) ? cursor_lookup_args(c, argv, &iArg)
                                       : cursor_scan_args(c, argv, &iArg);
   if (rc != SQLITE_OK) return rc;
   cursor_bound_args(c, argv, &iArg);
-  if (c->seq.empty) { c->eof = 1; return SQLITE_OK; }
+  if (c->none || c->seq.empty) { c->eof = 1; return SQLITE_OK; }
   int prc = cursor_attach(c, &err);
   if (prc == PM_OK && !(idxNum & (PLAN_EQ | PLAN_IN))) prc = cursor_open_iter(c, &err);
   if (prc == PM_OK) prc = cursor_advance(c, &err);
@@ -2013,16 +2027,18 @@ const char *pm_table_name(const pm_vtab *vt) { return vt->zName; }
 int pm_table_in_write(const pm_vtab *vt) { return vt->txn != NULL; }
 
 /* The registered table called zTable in zSchema (NULL: temp, then main,
-** then the attached databases, as SQLite resolves names). */
+** then the attached databases, as SQLite resolves names). The list has the
+** newest object first: after a schema change, the one SQLite uses. */
 static pm_vtab *conn_lookup(pm_conn *conn, const char *zSchema, const char *zTable) {
-  pm_vtab *found = NULL;
+  pm_vtab *inMain = NULL, *inOther = NULL;
   for (pm_vtab *vt = conn->tables; vt; vt = vt->next) {
     if (sqlite3_stricmp(vt->zName, zTable) != 0) continue;
     if (zSchema) { if (sqlite3_stricmp(vt->zSchema, zSchema) == 0) return vt; continue; }
     if (sqlite3_stricmp(vt->zSchema, "temp") == 0) return vt;
-    if (!found || sqlite3_stricmp(vt->zSchema, "main") == 0) found = vt;
+    if (sqlite3_stricmp(vt->zSchema, "main") == 0) { if (!inMain) inMain = vt; }
+    else if (!inOther) inOther = vt;
   }
-  return found;
+  return inMain ? inMain : inOther;
 }
 
 int pm_table_find(pm_conn *conn, const char *zName, pm_vtab **out, pm_err *err) {

@@ -94,7 +94,8 @@ static void print_summary(const run *r, double seconds) {
     printf("goal missed: %s", why);
   }
   if (!missed) printf("all goals met\n");
-  else if (!r->regressions) printf("every goal missed is a known shortfall (traces.h), within its bound\n");
+  else if (!r->regressions)
+    printf("every goal missed is a known shortfall (traces.h), within its bound\n");
   else printf("REGRESSION: %d cell(s) worse than the known shortfalls allow\n", r->regressions);
   printf("(%.1f s)\n", seconds);
 }

@@ -443,9 +443,11 @@ enum { TR_GOALS, TR_KNOWN };   /* what tr_check holds a cell to */
 /* The non-scan miss ratio (s3fifo / lru) cell must reach: the goal, or
 ** under TR_KNOWN the measured level of a known shortfall. */
 static inline double tr_scan_goal(const tr_cell *cell, int against) {
-  for (size_t i = 0; against == TR_KNOWN && i < sizeof TR_SHORTFALLS / sizeof TR_SHORTFALLS[0]; i++)
-    if (strcmp(TR_SHORTFALLS[i].trace, cell->spec->name) == 0 && TR_SHORTFALLS[i].size == cell->size)
-      return TR_SHORTFALLS[i].scan_ratio;
+  size_t n = sizeof TR_SHORTFALLS / sizeof TR_SHORTFALLS[0];
+  for (size_t i = 0; against == TR_KNOWN && i < n; i++) {
+    const tr_shortfall *f = &TR_SHORTFALLS[i];
+    if (strcmp(f->trace, cell->spec->name) == 0 && f->size == cell->size) return f->scan_ratio;
+  }
   return TR_GOAL_SCAN;
 }
 

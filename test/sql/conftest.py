@@ -6,7 +6,8 @@ real sqlite3 shell through subprocess. Each test works in its own temporary
 directory.
 
 PM_SQLITE_LIB (set by test_newer_sqlite.py) makes a run use another build of
-libsqlite3; nothing here depends on it.
+libsqlite3; nothing here depends on it. PM_EXTENSION names another build of
+the extension to load (for instance one built with sanitizers).
 """
 import json
 import os
@@ -17,8 +18,9 @@ import subprocess
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXT = os.path.join(REPO, "persistmap")          # load_extension adds .so
-SO = EXT + ".so"
+# PM_EXTENSION names another build to test (a sanitizer build, say).
+EXT = os.environ.get("PM_EXTENSION") or os.path.join(REPO, "persistmap")
+SO = EXT if EXT.endswith(".so") else EXT + ".so"
 SHELL = shutil.which("sqlite3") or "/usr/bin/sqlite3"
 
 
@@ -80,6 +82,15 @@ def plan(con, sql, params=()):
     """The lines of EXPLAIN QUERY PLAN, joined by ' | '."""
     rows = con.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
     return " | ".join(r[3] for r in rows)
+
+
+@pytest.fixture(scope="session")
+def shell_dir(tmp_path_factory):
+    """A directory where './persistmap' loads the build under test: the
+    shell runs there, so scripts keep their '.load ./persistmap'."""
+    d = tmp_path_factory.mktemp("shell")
+    os.symlink(SO, d / "persistmap.so")
+    return str(d)
 
 
 def run_shell(script, db=":memory:", cwd=None, args=(), check=True, timeout=60):

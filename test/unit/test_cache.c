@@ -342,7 +342,8 @@ static void test_scan_resistance(void **state) {
   for (uint32_t i = 0; i < HOT + COLD; i++) pm_cache_put(c, i, vals[i]);
   for (int round = 0; round < 3; round++)
     for (uint32_t i = 0; i < HOT; i++) assert_true(cached(c, i));
-  for (uint32_t i = HOT + COLD; i < HOT + COLD + SCAN; i++) assert_int_equal(read_through(c, vals, i), 0);
+  for (uint32_t i = HOT + COLD; i < HOT + COLD + SCAN; i++)
+    assert_int_equal(read_through(c, vals, i), 0);   /* every scanned value misses */
   for (uint32_t i = HOT; i < HOT + COLD; i++) assert_false(cached(c, i));
   for (uint32_t i = 0; i < HOT; i++) assert_true(cached(c, i));
   check_invariants(c, 0);

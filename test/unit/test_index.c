@@ -94,7 +94,7 @@ static void expect_scan(const pm_index *ix, uint64_t snap, const uint64_t *want,
 /* Keys "key000".."keyNNN" in caller-owned buffers of 8 bytes each. */
 static void name_keys(pm_key *keys, char (*names)[8], int n) {
   for (int i = 0; i < n; i++) {
-    snprintf(names[i], sizeof names[i], "key%03d", i);
+    snprintf(names[i], sizeof names[i], "key%03u", (unsigned)i % 1000u);
     keys[i] = text_key(names[i]);
   }
 }
@@ -186,6 +186,12 @@ static void test_misuse(void **state) {
   bad.data = NULL;
   assert_int_equal(pm_index_put(ix, &bad, 12, 0, 0, 1, PM_BLOB), PM_MISUSE);
   assert_int_equal(pm_index_put(ix, NULL, 12, 0, 0, 1, PM_BLOB), PM_MISUSE);
+  pm_ientry e;
+  assert_int_equal(pm_index_find(ix, NULL, LATEST, &e), PM_MISUSE);
+  assert_int_equal(pm_index_find(ix, &bad, LATEST, &e), PM_MISUSE);   /* NULL data */
+  bad.type = PM_NULL;
+  bad.data = k.data;
+  assert_int_equal(pm_index_find(ix, &bad, LATEST, &e), PM_NOTFOUND); /* never a key */
   uint8_t *huge = calloc(PM_MAX_KEY + 1, 1);
   pm_key too_long = { PM_BLOB, PM_MAX_KEY + 1, huge };
   assert_int_equal(pm_index_put(ix, &too_long, 12, 0, 0, 1, PM_BLOB), PM_MISUSE);
@@ -398,6 +404,7 @@ static void test_compact_with_pinned_snapshot(void **state) {
   /* s1 + 50: 50 droppable of 300 is under a quarter. */
   assert_int_equal(pm_index_compact(ix, s1 + 50), PM_OK);
   assert_int_equal(pm_index_versions(ix), 300);
+  expect_same_view(ix, s1, &v1);
 
   /* s2 pins the second round: the first is dropped. */
   assert_int_equal(pm_index_compact(ix, s2), PM_OK);
@@ -409,7 +416,6 @@ static void test_compact_with_pinned_snapshot(void **state) {
     expect_found(ix, &k[i], s2, s1 + 1 + (uint64_t)i);
     expect_found(ix, &k[i], s2 + 50, i < 50 ? s2 + 1 + (uint64_t)i : s1 + 1 + (uint64_t)i);
   }
-  (void)v1;
 
   /* Unpinned: only the newest versions stay. */
   assert_int_equal(pm_index_compact(ix, LATEST), PM_OK);
@@ -635,7 +641,7 @@ static void test_load_random_order(void **state) {
     uint64_t t = seqs[i]; seqs[i] = seqs[j]; seqs[j] = t;
   }
   for (int i = 0; i < KEYS; i++) {
-    snprintf(names[i], sizeof names[i], i % 2 ? "k%d" : "a-longer-key-%d", i);
+    snprintf(names[i], sizeof names[i], i % 2 ? "k%u" : "a-longer-key-%u", (unsigned)i % 100000u);
     keys[i] = text_key(names[i]);
     winner[i] = -1;
   }
@@ -715,6 +721,83 @@ static void test_load_over_existing(void **state) {
   pm_index_free(ix);
 }
 
+/* Loading a log that writes the same few long keys over and over keeps
+** one version per key in memory throughout, key bytes included. */
+static void test_load_duplicates_stay_small(void **state) {
+  (void)state;
+  enum { KEYS = 100, ROUNDS = 1000, LEN = 1000 };
+  static char names[KEYS][LEN + 1];
+  pm_key keys[KEYS];
+  for (int i = 0; i < KEYS; i++) {
+    memset(names[i], 'a' + i % 26, LEN);
+    snprintf(names[i], 8, "%06u", (unsigned)i);
+    names[i][6] = '-';
+    keys[i] = text_key(names[i]);
+  }
+  pm_index *ix = pm_index_new(47);
+  pm_index_load_begin(ix);
+  uint64_t seq = 0;
+  size_t most = 0;
+  for (int r = 0; r < ROUNDS; r++) {
+    for (int i = 0; i < KEYS; i++) {
+      seq++;
+      int rc = r % 7 == 6 && i % 2 ? pm_index_load_delete(ix, &keys[i], seq)
+                                   : pm_index_load_put(ix, &keys[i], seq, seg_of(seq), off_of(seq), 1, PM_BLOB);
+      assert_int_equal(rc, PM_OK);
+    }
+    if (pm_index_mem_bytes(ix) > most) most = pm_index_mem_bytes(ix);
+  }
+  assert_int_equal(pm_index_load_end(ix), PM_OK);
+  /* 100 KB of distinct key bytes; 100 MB went through. */
+  assert_true(most < 400 * 1024);
+  assert_int_equal(pm_index_count(ix), KEYS);
+  assert_int_equal(pm_index_versions(ix), KEYS);
+  for (int i = 0; i < KEYS; i++) expect_found(ix, &keys[i], LATEST, (uint64_t)(ROUNDS - 1) * KEYS + (uint64_t)i + 1);
+  pm_index_free(ix);
+}
+
+/* Seqs spread over more than 2^32 (a store with billions of writes behind
+** it) still load in seq order. */
+static void test_load_wide_seqs(void **state) {
+  (void)state;
+  enum { N = 20000 };
+  uint64_t rng = 53;
+  uint64_t *seqs = malloc(sizeof(uint64_t) * N);
+  static char names[N][12];
+  pm_key *keys = malloc(sizeof(pm_key) * N);
+  for (int i = 0; i < N; i++) {
+    /* clusters of nearby seqs far apart, so that many share their top bits */
+    seqs[i] = ((tu_rand(&rng) % 64) << 40) + (tu_rand(&rng) % 100000) * 2 + 1;
+    for (int j = 0; j < i; j++) {
+      if (seqs[j] == seqs[i]) { seqs[i] += 2; j = -1; }
+    }
+    snprintf(names[i], sizeof names[i], "w%u", (unsigned)i);
+    keys[i] = text_key(names[i]);
+  }
+  pm_index *ix = pm_index_new(59);
+  pm_index_load_begin(ix);
+  for (int i = 0; i < N; i++) assert_int_equal(pm_index_load_put(ix, &keys[i], seqs[i], 2, 0, 1, PM_BLOB), PM_OK);
+  assert_int_equal(pm_index_load_end(ix), PM_OK);
+  uint32_t pos = 0;
+  pm_ientry e;
+  uint64_t last = 0;
+  int n = 0;
+  while (pm_index_next(ix, &pos, LATEST, &e) == PM_OK) {
+    assert_true(e.seq > last);
+    last = e.seq;
+    n++;
+  }
+  assert_int_equal(n, N);
+  for (int i = 0; i < N; i += 97) {
+    assert_int_equal(pm_index_find(ix, &keys[i], LATEST, &e), PM_OK);
+    assert_int_equal(e.seq, seqs[i]);
+    assert_int_equal(pm_index_seek(ix, seqs[i]), e.pos);
+  }
+  pm_index_free(ix);
+  free(seqs);
+  free(keys);
+}
+
 /* ---- A counting allocator that can fail ------------------------------------------------------ */
 
 static long alloc_calls;      /* allocations attempted since the last reset */
@@ -759,7 +842,7 @@ static void test_reserve(void **state) {
   static char names[N][24];
   pm_key keys[N];
   for (int i = 0; i < N; i++) {
-    snprintf(names[i], sizeof names[i], "reserved-key-%06d", i);   /* 19 bytes: in the arena */
+    snprintf(names[i], sizeof names[i], "reserved-key-%06u", (unsigned)i % 1000000u);   /* 19 bytes: in the arena */
     keys[i] = text_key(names[i]);
   }
   assert_int_equal(pm_index_reserve(ix, N, N * 19), PM_OK);
@@ -856,7 +939,7 @@ static void test_arena_reclaimed(void **state) {
   pm_key keys[N];
   uint64_t seq = 0;
   for (int i = 0; i < N; i++) {
-    snprintf(names[i], sizeof names[i], "%070d", i);
+    snprintf(names[i], sizeof names[i], "%070u", (unsigned)i % 100000u);
     keys[i] = text_key(names[i]);
     put(ix, &keys[i], ++seq, 1);
   }
@@ -1195,24 +1278,28 @@ static void describe_entry(text *t, const pm_ientry *e) {
            (unsigned long long)e->off, e->vlen, e->vtype, e->key.type, e->key.len);
 }
 
-/* Describe the figures, every key of the model at each snapshot, and (when
-** not loading) the scans at those snapshots. */
+/* Describe the figures, every key of the model at each snapshot, and the
+** scans at those snapshots. While loading only max_seq and the memory held
+** are fixed: loaded operations are settled into the table in batches. */
 static char *describe(const pm_index *ix, const model *m, int loading) {
   text t = { 0 };
+  if (loading) {
+    text_add(&t, "max %llu mem %zu", (unsigned long long)pm_index_max_seq(ix), pm_index_mem_bytes(ix));
+    return t.s;
+  }
   text_add(&t, "count %llu bytes %llu max %llu versions %llu gen %llu mem %zu\n",
            (unsigned long long)pm_index_count(ix), (unsigned long long)pm_index_live_bytes(ix),
            (unsigned long long)pm_index_max_seq(ix), (unsigned long long)pm_index_versions(ix),
            (unsigned long long)pm_index_generation(ix), pm_index_mem_bytes(ix));
   uint64_t snaps[10] = { LATEST };
   int nsnaps = 1;
-  for (int i = 0; i < m->nsnaps && !loading; i++) snaps[nsnaps++] = m->snaps[i];
+  for (int i = 0; i < m->nsnaps; i++) snaps[nsnaps++] = m->snaps[i];
   for (int s = 0; s < nsnaps; s++) {
     pm_ientry e;
     for (int k = 0; k < m->nkeys; k++) {
       if (pm_index_find(ix, &m->keys[k], snaps[s], &e) == PM_OK) describe_entry(&t, &e);
       else text_add(&t, "- ");
     }
-    if (loading) continue;
     uint32_t pos = 0;
     while (pm_index_next(ix, &pos, snaps[s], &e) == PM_OK) describe_entry(&t, &e);
     text_add(&t, "\n");
@@ -1259,12 +1346,21 @@ static int op_reserve(pm_index *ix, model *m, int key) {
   return pm_index_reserve(ix, (size_t)key * 40, (size_t)key * 1000);
 }
 
-static int op_load_put(pm_index *ix, model *m, int key) {
-  return pm_index_load_put(ix, &m->keys[key], m->seq, 1, m->seq, 1, PM_BLOB);
-}
+/* One loaded operation: key, seq, and whether it is a delete. */
+typedef struct load_step {
+  int key;
+  uint64_t seq;
+  int is_delete;
+} load_step;
 
-static int op_load_delete(pm_index *ix, model *m, int key) {
-  return pm_index_load_delete(ix, &m->keys[key], m->seq);
+static const load_step *current_step;   /* what op_load runs */
+
+static int op_load(pm_index *ix, model *m, int key) {
+  (void)key;
+  const load_step *st = current_step;
+  const pm_key *k = &m->keys[st->key];
+  return st->is_delete ? pm_index_load_delete(ix, k, st->seq)
+                       : pm_index_load_put(ix, k, st->seq, 1, st->seq, 9, PM_BLOB);
 }
 
 static int op_load_end(pm_index *ix, model *m, int key) {
@@ -1273,10 +1369,45 @@ static int op_load_end(pm_index *ix, model *m, int key) {
   return pm_index_load_end(ix);
 }
 
-/* Mirror a successful put or delete in the model (for describe's snapshots
-** and the next seq). */
-static void note_write(model *m, int key, int tombstone) {
-  model_write(m, key, tombstone);
+/* Load steps into ix (which may hold versions already) with every
+** allocation failing in turn, then check the result: per key, the
+** operation with the highest seq, or what the key had before (before[k]:
+** its seq then, 0 if absent). */
+static void load_with_failures(pm_index *ix, model *m, const load_step *steps, int n,
+                               const uint64_t *before) {
+  pm_index_load_begin(ix);
+  for (int i = 0; i < n; i++) {
+    current_step = &steps[i];
+    assert_int_equal(run_with_failures(ix, m, 0, 1, op_load), PM_OK);
+  }
+  assert_int_equal(run_with_failures(ix, m, 0, 1, op_load_end), PM_OK);
+  uint64_t live = 0;
+  for (int k = 0; k < m->nkeys; k++) {
+    const load_step *win = NULL;
+    for (int i = 0; i < n; i++) {
+      if (steps[i].key == k && (!win || steps[i].seq > win->seq)) win = &steps[i];
+    }
+    uint64_t want = win ? (win->is_delete ? 0 : win->seq) : before[k];
+    pm_ientry e;
+    if (want == 0) {
+      assert_int_equal(pm_index_find(ix, &m->keys[k], LATEST, &e), PM_NOTFOUND);
+      continue;
+    }
+    assert_int_equal(pm_index_find(ix, &m->keys[k], LATEST, &e), PM_OK);
+    assert_int_equal(e.seq, want);
+    live++;
+  }
+  assert_int_equal(pm_index_count(ix), live);
+  assert_int_equal(pm_index_versions(ix), live);
+  uint32_t pos = 0;
+  uint64_t last = 0, seen = 0;
+  pm_ientry e;
+  while (pm_index_next(ix, &pos, LATEST, &e) == PM_OK) {
+    assert_true(e.seq > last);
+    last = e.seq;
+    seen++;
+  }
+  assert_int_equal(seen, live);
 }
 
 static void test_allocation_failures(void **state) {
@@ -1299,11 +1430,11 @@ static void test_allocation_failures(void **state) {
     int dice = (int)(tu_rand(&rng) % 100);
     if (dice < 55) {
       assert_int_equal(run_with_failures(ix, &m, key, 0, op_put), PM_OK);
-      note_write(&m, key, 0);
+      model_write(&m, key, 0);   /* the model gives describe its keys and the next seq */
     } else if (dice < 80) {
       int rc = run_with_failures(ix, &m, key, 0, op_delete);
       assert_int_equal(rc, model_live(&m, key) ? PM_OK : PM_NOTFOUND);
-      if (rc == PM_OK) note_write(&m, key, 1);
+      if (rc == PM_OK) model_write(&m, key, 1);
     } else if (dice < 85) {
       if (m.nsnaps < 3) m.snaps[m.nsnaps++] = m.seq;
       else m.nsnaps = 0;
@@ -1316,30 +1447,39 @@ static void test_allocation_failures(void **state) {
   m.nsnaps = 0;
   assert_int_equal(run_with_failures(ix, &m, 0, 0, op_compact), PM_OK);
 
-  /* Loading on top, out of order, with deletes of long keys, so that the
-  ** end of loading sorts and moves keys. */
-  pm_index_load_begin(ix);
+  /* Loading on top of what is there, out of order, two operations for
+  ** most keys (in different batches), with deletes of long keys: the end
+  ** of loading drops, sorts and moves keys. */
+  enum { MAX_STEPS = 400 };
+  load_step steps[MAX_STEPS];
+  uint64_t *before = calloc((size_t)m.nkeys, sizeof(uint64_t));
+  for (int k = 0; k < m.nkeys; k++) {
+    pm_ientry e;
+    if (pm_index_find(ix, &m.keys[k], LATEST, &e) == PM_OK) before[k] = e.seq;
+  }
+  int n = 0;
   uint64_t top = m.seq + 1000;
-  for (int i = 0; i < m.nkeys; i++) {
-    m.seq = top - (uint64_t)i;
-    int rc = i % 3 ? run_with_failures(ix, &m, i, 1, op_load_put)
-                   : run_with_failures(ix, &m, i, 1, op_load_delete);
-    assert_int_equal(rc, PM_OK);
+  for (int round = 0; round < 2; round++) {
+    for (int k = 0; k < m.nkeys; k++) {
+      if (k % 4 == 3) continue;   /* left as it was */
+      load_step st = { k, top - (uint64_t)(2 * k + round), (int)(tu_rand(&rng) % 3 == 0) };
+      steps[n++] = st;
+    }
   }
-  m.seq = top;
-  assert_int_equal(run_with_failures(ix, &m, 0, 1, op_load_end), PM_OK);
-  assert_int_equal(pm_index_versions(ix), pm_index_count(ix));
+  load_with_failures(ix, &m, steps, n, before);
 
-  /* And a fresh index loaded in order (the end of loading only shrinks
-  ** the table, and may skip that). */
+  /* A fresh index loaded in order (the end of loading only shrinks the
+  ** table, and may skip that), and one loaded in reverse order without
+  ** deletes (the end of loading only sorts). */
+  memset(before, 0, sizeof(uint64_t) * (size_t)m.nkeys);
   pm_index *fresh = pm_index_new(2);
-  pm_index_load_begin(fresh);
-  for (int i = 0; i < m.nkeys; i++) {
-    m.seq = (uint64_t)i + 1;
-    assert_int_equal(run_with_failures(fresh, &m, i, 1, op_load_put), PM_OK);
-  }
-  assert_int_equal(run_with_failures(fresh, &m, 0, 1, op_load_end), PM_OK);
-  assert_int_equal(pm_index_count(fresh), m.nkeys);
+  for (int k = 0; k < m.nkeys; k++) steps[k] = (load_step){ k, (uint64_t)k + 1, 0 };
+  load_with_failures(fresh, &m, steps, m.nkeys, before);
+  pm_index_free(fresh);
+  fresh = pm_index_new(3);
+  for (int k = 0; k < m.nkeys; k++) steps[k] = (load_step){ k, (uint64_t)(m.nkeys - k), 0 };
+  load_with_failures(fresh, &m, steps, m.nkeys, before);
+  free(before);
 
   pm_index_free(fresh);
   pm_index_free(ix);
@@ -1355,7 +1495,7 @@ enum { MILLION = 1000000 };
 /* 16-byte keys "key:000000000000" .. in one buffer. */
 static char *million_key_bytes(void) {
   char *buf = malloc((size_t)MILLION * 17);
-  for (int i = 0; i < MILLION; i++) snprintf(buf + (size_t)i * 17, 17, "key:%012d", i);
+  for (int i = 0; i < MILLION; i++) snprintf(buf + (size_t)i * 17, 17, "key:%012u", (unsigned)i % 1000000000u);
   return buf;
 }
 
@@ -1372,6 +1512,32 @@ static double ms_since(uint64_t start_ns) {
   return (double)(pm_now_ns() - start_ns) / 1e6;
 }
 
+/* Load the million keys in buffer order with seqs[i] as key i's seq
+** (reserving room first if asked, as a store that counted its records
+** can). Returns the milliseconds taken; *bytes gets the memory per key. */
+static double load_million(const char *buf, const uint64_t *seqs, int reserve, double *bytes) {
+  pm_index *ix = pm_index_new(123);
+  uint64_t t0 = pm_now_ns();
+  if (reserve) assert_int_equal(pm_index_reserve(ix, MILLION, (size_t)MILLION * 16), PM_OK);
+  pm_index_load_begin(ix);
+  for (int i = 0; i < MILLION; i++) {
+    pm_key k = million_key(buf, i);
+    assert_int_equal(pm_index_load_put(ix, &k, seqs[i], 1, (uint64_t)i * 64, 100, PM_BLOB), PM_OK);
+  }
+  assert_int_equal(pm_index_load_end(ix), PM_OK);
+  double ms = ms_since(t0);
+  *bytes = per_key(ix);
+  assert_int_equal(pm_index_count(ix), MILLION);
+  uint32_t pos = 0;
+  pm_ientry e;
+  for (uint64_t i = 1; i <= 1000; i++) {
+    assert_int_equal(pm_index_next(ix, &pos, LATEST, &e), PM_OK);
+    assert_int_equal(e.seq, i);
+  }
+  pm_index_free(ix);
+  return ms;
+}
+
 static void test_million_keys(void **state) {
   (void)state;
   char *buf = million_key_bytes();
@@ -1384,58 +1550,33 @@ static void test_million_keys(void **state) {
     assert_int_equal(pm_index_put(ix, &k, (uint64_t)i + 1, 1, (uint64_t)i * 64, 100, PM_BLOB), PM_OK);
   }
   double put_ms = ms_since(t0);
-  assert_int_equal(pm_index_count(ix), MILLION);
   double put_bytes = per_key(ix);
   pm_index_free(ix);
 
-  /* Loaded in sequence order, as from a log never compacted. */
-  ix = pm_index_new(123);
-  t0 = pm_now_ns();
-  pm_index_load_begin(ix);
-  for (int i = 0; i < MILLION; i++) {
-    pm_key k = million_key(buf, i);
-    assert_int_equal(pm_index_load_put(ix, &k, (uint64_t)i + 1, 1, (uint64_t)i * 64, 100, PM_BLOB), PM_OK);
-  }
-  assert_int_equal(pm_index_load_end(ix), PM_OK);
-  double load_ms = ms_since(t0);
-  double load_bytes = per_key(ix);
-  pm_index_free(ix);
-
-  /* Loaded in a shuffled order, as after a log compaction. */
-  uint32_t *order = malloc(sizeof(uint32_t) * MILLION);
+  /* Loaded in seq order (a log never compacted), then with the seqs
+  ** shuffled (after a log compaction, at worst). */
+  uint64_t *seqs = malloc(sizeof(uint64_t) * MILLION);
+  for (int i = 0; i < MILLION; i++) seqs[i] = (uint64_t)i + 1;
+  double in_order_bytes, reserved_bytes, shuffled_bytes;
+  double in_order_ms = load_million(buf, seqs, 0, &in_order_bytes);
+  double reserved_ms = load_million(buf, seqs, 1, &reserved_bytes);
   uint64_t rng = 5;
-  for (uint32_t i = 0; i < MILLION; i++) order[i] = i;
-  for (uint32_t i = MILLION - 1; i > 0; i--) {
-    uint32_t j = (uint32_t)(tu_rand(&rng) % (i + 1));
-    uint32_t t = order[i]; order[i] = order[j]; order[j] = t;
+  for (int i = MILLION - 1; i > 0; i--) {
+    int j = (int)(tu_rand(&rng) % (uint64_t)(i + 1));
+    uint64_t t = seqs[i]; seqs[i] = seqs[j]; seqs[j] = t;
   }
-  ix = pm_index_new(123);
-  t0 = pm_now_ns();
-  pm_index_load_begin(ix);
-  for (int i = 0; i < MILLION; i++) {
-    pm_key k = million_key(buf, (int)order[i]);
-    assert_int_equal(pm_index_load_put(ix, &k, (uint64_t)order[i] + 1, 1, 0, 100, PM_BLOB), PM_OK);
-  }
-  assert_int_equal(pm_index_load_end(ix), PM_OK);
-  double shuffled_ms = ms_since(t0);
-  double shuffled_bytes = per_key(ix);
-  uint32_t pos = 0;
-  pm_ientry e;
-  for (uint64_t i = 1; i <= 1000; i++) {
-    assert_int_equal(pm_index_next(ix, &pos, LATEST, &e), PM_OK);
-    assert_int_equal(e.seq, i);
-  }
-  pm_index_free(ix);
+  double shuffled_ms = load_million(buf, seqs, 1, &shuffled_bytes);
 
-  print_message("index: 1M 16-byte keys: %.1f bytes/key after puts (%.0f ms), "
-                "%.1f after an in-order load (%.0f ms), %.1f after a shuffled load (%.0f ms)\n",
-                put_bytes, put_ms, load_bytes, load_ms, shuffled_bytes, shuffled_ms);
+  print_message("index, 1M 16-byte keys: puts %.0f ms, %.1f bytes/key; load in order %.0f ms "
+                "(%.0f ms after a reserve), %.1f bytes/key; shuffled load %.0f ms, %.1f bytes/key\n",
+                put_ms, put_bytes, in_order_ms, reserved_ms, in_order_bytes, shuffled_ms, shuffled_bytes);
   /* 40 bytes of slab, the table (at most 4/5 full: 10 bytes at best, 20
   ** right after it doubled), 16 key bytes in the arena. */
-  assert_true(load_bytes < 48 + 16 + 8);
+  assert_true(in_order_bytes < 48 + 16 + 8);
+  assert_true(reserved_bytes < 48 + 16 + 8);
   assert_true(shuffled_bytes < 48 + 16 + 8);
   assert_true(put_bytes < 48 + 16 + 16);
-  free(order);
+  free(seqs);
   free(buf);
 }
 
@@ -1454,6 +1595,8 @@ int main(void) {
     cmocka_unit_test(test_load_rules),
     cmocka_unit_test(test_load_random_order),
     cmocka_unit_test(test_load_over_existing),
+    cmocka_unit_test(test_load_duplicates_stay_small),
+    cmocka_unit_test(test_load_wide_seqs),
     cmocka_unit_test(test_reserve),
     cmocka_unit_test(test_key_shapes),
     cmocka_unit_test(test_arena_reclaimed),

@@ -649,6 +649,8 @@ static void test_two_processes(void **state) {
   assert_int_equal(pipe(go), 0);
   pid_t pid = fork();
   if (pid == 0) {
+    close(ready[0]);
+    close(go[1]);
     /* The child opens its own engine: the parent's is never reused. */
     pm_options o;
     pm_options_init(&o);
@@ -676,6 +678,8 @@ static void test_two_processes(void **state) {
     ok = ok && pm_store_close(c, NULL) == PM_OK;
     _exit(ok ? 0 : 1);
   }
+  close(ready[1]);                             /* a dead child then reads as EOF */
+  close(go[0]);
   char byte;
   assert_int_equal(read(ready[0], &byte, 1), 1);
   assert_int_equal(byte, 'y');
@@ -686,6 +690,8 @@ static void test_two_processes(void **state) {
   int status;
   assert_int_equal(waitpid(pid, &status, 0), pid);
   assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  close(ready[0]);
+  close(go[1]);
   /* The child's commits are seen at the next read, without reopening. */
   assert_value(s, "child99", "c");
   assert_value(s, "child0", "c");
