@@ -14,7 +14,7 @@ BASE     = $(WARN) -std=gnu11 -fPIC -fvisibility=hidden -D_GNU_SOURCE -DXXH_INLI
 PY      ?= /usr/bin/python3
 BUILD   ?= build
 
-ENGINE   = common io log index cache lock store
+ENGINE   = common io log hint index cache lock store txn iter compact
 SQLPART  = persistmap vtab functions
 ENGINE_OBJ = $(ENGINE:%=$(BUILD)/%.o)
 SQL_OBJ    = $(SQLPART:%=$(BUILD)/%.o)

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -284,6 +285,7 @@ static int seg_open(pm_log *log, uint32_t num, pm_segfile *out, pm_err *err) {
   out->num = num;
   out->fd = rc ? -1 : fd;
   out->retired = 0;
+  out->hinted = 0;
   out->retired = 0;
   pm_free(path);
   return rc;
@@ -309,6 +311,13 @@ static int seg_table_add(pm_log *log, pm_segfile f) {
   return PM_OK;
 }
 
+uint32_t pm_log_alloc_segment(pm_log *log) {
+  pthread_mutex_lock(&log->num_mu);
+  uint32_t n = log->man.next_segment++;
+  pthread_mutex_unlock(&log->num_mu);
+  return n;
+}
+
 int pm_log_create(const pm_io *io, const char *dir, pm_manifest *m, pm_err *err) {
   uint32_t num = m->next_segment ? m->next_segment : 1;
   int fd;
@@ -332,6 +341,7 @@ int pm_log_open(pm_log *log, const pm_io *io, const char *dir, const pm_manifest
   log->readonly = readonly;
   pthread_rwlock_init(&log->segs_lock, NULL);
   pthread_mutex_init(&log->sync_mu, NULL);
+  pthread_mutex_init(&log->num_mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -361,6 +371,7 @@ void pm_log_close(pm_log *log) {
   pm_manifest_clear(&log->man);
   pthread_rwlock_destroy(&log->segs_lock);
   pthread_mutex_destroy(&log->sync_mu);
+  pthread_mutex_destroy(&log->num_mu);
   pthread_cond_destroy(&log->sync_cv);
   memset(log, 0, sizeof *log);
 }
@@ -487,19 +498,21 @@ int pm_log_roll(pm_log *log, pm_err *err) {
   if (rc) return rc;
   pm_pos sealed = log->end;
   if (log->io->fsync(active_fd(log)) < 0) return write_error(log, errno, sealed, err);
-  uint32_t num = log->man.next_segment;
+  uint32_t num = pm_log_alloc_segment(log);
   pm_manifest next;
-  if (pm_manifest_copy(&next, &log->man)) return pm_err_set(err, PM_NOMEM, "out of memory");
+  pthread_mutex_lock(&log->num_mu);
+  int copied = pm_manifest_copy(&next, &log->man);
+  pthread_mutex_unlock(&log->num_mu);
+  if (copied) return pm_err_set(err, PM_NOMEM, "out of memory");
   uint32_t *segs = pm_realloc(next.segs, sizeof(uint32_t) * (next.nsegs + 1));
   if (!segs) { pm_manifest_clear(&next); return pm_err_set(err, PM_NOMEM, "out of memory"); }
   next.segs = segs;
   next.segs[next.nsegs++] = num;
   next.active = num;
-  next.next_segment = num + 1;
   int fd = -1;
   rc = seg_create(log->io, log->dir, &log->man, num, &fd, err);
   if (!rc) rc = pm_manifest_write(log->io, log->dir, &next, err);
-  if (!rc) rc = seg_table_add(log, (pm_segfile){ num, fd, PM_SEG_HEADER, 0 })
+  if (!rc) rc = seg_table_add(log, (pm_segfile){ num, fd, PM_SEG_HEADER, 0, 0 })
                     ? pm_err_set(err, PM_NOMEM, "out of memory") : PM_OK;
   if (rc) {
     if (fd >= 0) log->io->close(fd);
@@ -507,8 +520,11 @@ int pm_log_roll(pm_log *log, pm_err *err) {
     pm_log_fail(log, err);     /* the manifest may or may not name it: reopen decides */
     return rc;
   }
+  pthread_mutex_lock(&log->num_mu);
+  next.next_segment = log->man.next_segment;     /* a compaction may have taken more */
   pm_manifest_clear(&log->man);
   log->man = next;
+  pthread_mutex_unlock(&log->num_mu);
   log->end = log->wstart = (pm_pos){ num, PM_SEG_HEADER };
   pthread_mutex_lock(&log->sync_mu);
   log->fsyncs++;
@@ -947,9 +963,13 @@ static uint64_t resync(reader *r, uint64_t off) {
   return r->limit;
 }
 
-/* Append a line to a pm_malloc'ed report string. */
-static void report_line(char **report, const char *line) {
+void pm_log_report(char **report, const char *fmt, ...) {
   if (!report) return;
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
   char *n = *report ? pm_sprintf("%s\n%s", *report, line) : pm_strdup(line);
   if (!n) return;
   pm_free(*report);
@@ -965,11 +985,10 @@ static int on_damage(scanner *s, reader *r, uint64_t off, pm_pos claim, int is_l
   if (s->mode == PM_SCAN_SALVAGE) {
     *next_off = resync(r, off);
     s->out->dropped_bytes += *next_off - off;
-    char name[32], line[96];
+    char name[32];
     pm_seg_name(r->f->num, name, sizeof name);
-    snprintf(line, sizeof line, "segment %s: %llu damaged bytes at offset %llu", name,
-             (unsigned long long)(*next_off - off), (unsigned long long)off);
-    report_line(report, line);
+    pm_log_report(report, "segment %s: %llu damaged bytes at offset %llu", name,
+                  (unsigned long long)(*next_off - off), (unsigned long long)off);
     if (s->a.held) return flush_held(s);
     if (s->a.n) s->out->dropped_groups++;
     asm_reset(&s->a);
@@ -1023,6 +1042,8 @@ static int log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos hin
                     pm_apply_fn apply, void *ctx, pm_scan *out, char **report, pm_err *err) {
   memset(out, 0, sizeof *out);
   out->end = from;
+  int hints = (mode & PM_SCAN_HINTS) != 0;
+  mode &= ~PM_SCAN_HINTS;
   scanner s = { log, mode, limit, hint, apply, ctx, out, err, { 0 }, NULL };
   s.buf = pm_malloc(RBUF_CAP);
   if (!s.buf) return pm_err_set(err, PM_NOMEM, "out of memory during recovery");
@@ -1033,6 +1054,12 @@ static int log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos hin
     if (limit.seg && f->num > limit.seg) break;
     uint64_t off = f->num == from.seg ? from.off : PM_SEG_HEADER;
     if (f->retired) continue;
+    if (hints && f->num != log->man.active && off == PM_SEG_HEADER) {
+      rc = flush_held(&s);
+      if (!rc) rc = pm_hint_apply(log, f, apply, ctx, out, err);
+      if (rc != PM_NOTFOUND) { f->hinted = rc == PM_OK; continue; }
+      rc = PM_OK;
+    }
     rc = scan_segment(&s, f, off, f->num == log->man.active, report, &stop);
   }
   if (!rc) rc = flush_held(&s);

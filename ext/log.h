@@ -112,6 +112,7 @@ typedef struct pm_segfile {
   int fd;
   uint64_t size;              /* bytes known to be in the file */
   int retired;                /* compacted away: kept open for readers only */
+  int hinted;                 /* its hint file is known to be good */
 } pm_segfile;
 
 typedef struct pm_log {
@@ -119,6 +120,8 @@ typedef struct pm_log {
   char *dir;
   int readonly;
   pm_manifest man;
+
+  pthread_mutex_t num_mu;     /* guards man.next_segment (compaction allocates too) */
 
   /* Segment table: readers look up fds under segs_lock (read). */
   pthread_rwlock_t segs_lock;
@@ -149,6 +152,9 @@ typedef struct pm_log {
 int pm_log_open(pm_log *log, const pm_io *io, const char *dir, const pm_manifest *m,
                 int readonly, pm_err *err);
 void pm_log_close(pm_log *log);
+
+/* A fresh segment number (never reused; persisted by the next manifest). */
+uint32_t pm_log_alloc_segment(pm_log *log);
 
 /* Create the first segment of a new store and write its manifest. */
 int pm_log_create(const pm_io *io, const char *dir, pm_manifest *m, pm_err *err);
@@ -210,7 +216,8 @@ typedef int (*pm_apply_fn)(void *ctx, const pm_group *g, pm_err *err);
 enum {
   PM_SCAN_OPEN = 0,     /* recovery at open: torn tail allowed in the last segment */
   PM_SCAN_BOUNDED = 1,  /* catch-up to a known committed end: any damage is corruption */
-  PM_SCAN_SALVAGE = 2   /* recover: skip damage, keep every valid group */
+  PM_SCAN_SALVAGE = 2,  /* recover: skip damage, keep every valid group */
+  PM_SCAN_HINTS = 0x10  /* flag: read sealed segments' hint files instead */
 };
 
 typedef struct pm_scan {
@@ -240,5 +247,21 @@ int pm_log_check(pm_log *log, pm_pos limit, char **report, pm_err *err);
 
 /* Name of segment n: "NNNNNN.log" into buf (at least 32 bytes). */
 void pm_seg_name(uint32_t n, char *buf, size_t cap);
+
+/* Append a formatted line to a pm_malloc'ed report (NULL report: ignored). */
+void pm_log_report(char **report, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- Hint files (hint.c) ------------------------------------------------- */
+/* Name of segment n's hint: "NNNNNN.hint". */
+void pm_hint_name(uint32_t seg, char *buf, size_t cap);
+/* Write the hint of sealed segment seg (scans it; temp file, fsync, rename).
+** Called with the writer lock held. */
+int pm_hint_write(pm_log *log, uint32_t seg, pm_err *err);
+/* Apply f's hint as one group through apply. PM_NOTFOUND when the hint is
+** missing, stale or corrupt: the caller then scans the segment. */
+int pm_hint_apply(pm_log *log, const pm_segfile *f, pm_apply_fn apply, void *ctx, pm_scan *out,
+                  pm_err *err);
+/* Compare f's hint (if any) with the segment; problems go to *report. */
+int pm_hint_check(pm_log *log, const pm_segfile *f, char **report, pm_err *err);
 
 #endif /* PM_LOG_H */

@@ -38,9 +38,9 @@
 
 #include "store.h"
 
-#define TXNS 40               /* transactions per run */
+#define TXNS 48               /* transactions per run */
 #define PREFIXES 8            /* prefix states per crash point, at most */
-#define RANDOMS 10            /* random-subset states per crash point */
+#define RANDOMS 20            /* random-subset states per crash point */
 #define SETUP_OPS 2           /* the store directory's mkdir and fsync */
 
 static char *root_dir;        /* a real directory: the engine stat()s the store path */
@@ -216,19 +216,6 @@ static int check_recovery_crashes(sd_disk *c, const wl_run *ref, long held, tall
   }
 }
 
-/* Report a store found holding no allowed state, and which state it holds. */
-static int not_allowed(const wl_run *ref, uint64_t fp, long done, int all_kept, tally *t,
-                       const char *what) {
-  long i = ref->n;
-  while (--i >= 0 && ref->e[i].fp != fp) {}
-  char held[160] = "none of the history";
-  if (i >= 0)
-    snprintf(held, sizeof held, "entry %ld (issued at %ld, acked at %ld, durable at %ld%s)", i,
-             ref->e[i].issued, ref->e[i].acked, ref->e[i].durable, ref->e[i].phantom ? ", aborted" : "");
-  return violation(t, "%s: the store holds %s; allowed are entries %zu to the last issued before "
-                   "operation %ld", what, held, wl_last_kept(ref, done, !all_kept), done);
-}
-
 /* Every check of one crash state c, taken after `done` operations of the run. */
 static int check_state(sd_disk *c, const wl_run *ref, long done, int all_kept, tally *t,
                        const char *what) {
@@ -236,7 +223,11 @@ static int check_state(sd_disk *c, const wl_run *ref, long done, int all_kept, t
   t->states++;
   if (!fingerprint_of(c, &fp, t, what)) return 0;
   long held = wl_match(ref, fp, done, all_kept);
-  if (held < 0) return not_allowed(ref, fp, done, all_kept, t, what);
+  if (held < 0) {
+    char why[300];
+    wl_explain(ref, fp, done, all_kept, why, sizeof why);
+    return violation(t, "%s: %s", what, why);
+  }
   if (!check_new_commits(c, ref, held, t, what)) return 0;
   if (t->states % sweep_every == 0 && !check_recovery_crashes(c, ref, held, t, what)) return 0;
   return 1;
@@ -272,7 +263,7 @@ static int crash_policies(sd_disk *snap, uint64_t seed, sd_policy *out) {
     out[n++] = (sd_policy){ .data = SD_KEEP_RANDOM, .unit = units[r % 3], .dirs = SD_KEEP_RANDOM, .seed = tu_rand(&rng) };
   }
   if (u) n = add_tears(snap, u - 1, &rng, out, n);
-  for (int i = 0; u > 1 && i < 2; i++) n = add_tears(snap, tu_rand(&rng) % (u - 1), &rng, out, n);
+  for (int i = 0; u > 1 && i < 3; i++) n = add_tears(snap, tu_rand(&rng) % (u - 1), &rng, out, n);
   if (q) {
     out[n++] = (sd_policy){ .data = SD_KEEP_ALL, .dirs = SD_KEEP_NONE };
     out[n++] = (sd_policy){ .data = SD_KEEP_NONE, .dirs = SD_KEEP_ALL };
@@ -378,7 +369,7 @@ int main(void) {
   const char *soak = getenv("PM_SOAK");
   soak_rounds = soak ? atoi(soak) : 0;
   if (soak && soak_rounds < 1) soak_rounds = 20;
-  sweep_every = soak_rounds ? 1 : 8;
+  sweep_every = soak_rounds ? 1 : 12;
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_crash_full, setup, teardown),
     cmocka_unit_test_setup_teardown(test_crash_normal, setup, teardown),

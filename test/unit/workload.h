@@ -303,6 +303,20 @@ static inline long wl_match(const wl_run *r, uint64_t fp, long when, int all_kep
   return -1;
 }
 
+/* Say which state of the history has fingerprint fp, and which were
+** allowed, for a failure message. */
+static inline void wl_explain(const wl_run *r, uint64_t fp, long when, int all_kept, char *buf,
+                              size_t cap) {
+  long i = (long)r->n;
+  while (--i >= 0 && r->e[i].fp != fp) {}
+  int n = i < 0 ? snprintf(buf, cap, "the store holds none of the history")
+                : snprintf(buf, cap, "the store holds entry %ld (issued at %ld, acked at %ld, durable at %ld%s)",
+                           i, r->e[i].issued, r->e[i].acked, r->e[i].durable, r->e[i].phantom ? ", aborted" : "");
+  if (n >= 0 && (size_t)n < cap)
+    snprintf(buf + n, cap - (size_t)n, "; allowed are entries %zu to the last issued before %ld of %zu",
+             wl_last_kept(r, when, !all_kept), when, r->n);
+}
+
 /* After an open: the store must hold a state allowed after a restart that
 ** lost nothing; the history continues from it, and what came after it in
 ** the log can no longer appear. */
@@ -424,6 +438,20 @@ static inline void wl_txn_rollback(wl_run *r) {
   if (x.t) pm_txn_abort(x.t);
 }
 
+/* Abort a prepared transaction; 1 if its abort record was written. The
+** abort cannot report a failure (SQLite ignores xRollback's), but it stops
+** the store; then the group stays in the log and counts as committed, as
+** after a crash before the abort. */
+static inline int wl_abort_prepared(wl_run *r, pm_txn *t) {
+  pm_stats st;
+  pm_txn_abort(t);
+  if (pm_store_stats(r->s, &st, NULL) != PM_OK || st.last_error_code == PM_OK) return 1;
+  pm_err err;
+  pm_err_set(&err, st.last_error_code, "the abort failed: %s", st.last_error);
+  wl_note(r, st.last_error_code, &err);
+  return 0;
+}
+
 /* Writes, prepare (SQLite's xSync), then rollback: an abort record follows
 ** the group, which until then would count as committed. */
 static inline void wl_txn_prepared_rollback(wl_run *r) {
@@ -434,8 +462,7 @@ static inline void wl_txn_prepared_rollback(wl_run *r) {
   if (!wl_begin(r, &x) || !wl_do(r, &x, wl_exec_ops(x.t, ops, 3, &x.err))) { wl_fail(r, &x); return; }
   size_t e = wl_issue(r, &w, 1);
   if (!wl_do(r, &x, pm_txn_prepare(x.t, &x.err))) { wl_fail(r, &x); return; }
-  pm_txn_abort(x.t);
-  r->e[e].retracted = wl_now(r);
+  if (wl_abort_prepared(r, x.t)) r->e[e].retracted = wl_now(r);
 }
 
 /* Writes, prepare, more writes, prepare again (which aborts the first

@@ -1,0 +1,213 @@
+/*
+** iter.c - iterators: rows of a snapshot in sequence order, ascending or
+** descending, filtered by seq bounds and a key predicate, read from the
+** index in batches under its read lock (so a long scan never stalls
+** writers), plus a write transaction's own rows.
+*/
+#include "engine.h"
+
+#include <string.h>
+
+/* ======================================================================== */
+/* 4b. Iterators                                                             */
+/* ======================================================================== */
+
+#define ITER_BATCH 64
+
+/* A row fetched from the index (or the transaction) into the iterator. */
+typedef struct iter_row {
+  pm_meta meta;
+  pm_pos at;               /* index rows: where the record is */
+  uint8_t ktype;
+  uint32_t klen;
+  size_t key_off;          /* in pm_iter.kbuf */
+  pm_value *val;           /* transaction rows: the value (a reference) */
+} iter_row;
+
+struct pm_iter {
+  pm_store *s;
+  pm_engine *e;
+  pm_txn *txn;
+  pm_iter_spec spec;
+  pm_snap own_snap;        /* pinned by the iterator when none was given */
+  uint64_t snap;
+  int phase;               /* 0: index rows, 1: transaction rows, 2: done */
+  int index_started;
+  uint64_t gen;            /* index generation pos belongs to */
+  uint32_t pos;
+  uint64_t last_seq;       /* seq of the last index row fetched (to re-seek) */
+  size_t tpos;             /* next transaction op to look at */
+  size_t tend;             /* ops written before the iterator opened */
+  iter_row rows[ITER_BATCH];
+  size_t nrows, cur;
+  uint8_t *kbuf;
+  size_t klen, kcap;
+  pm_key key;              /* the current row's key */
+};
+
+static int seq_in_range(const pm_iter *it, uint64_t seq) {
+  return seq >= it->spec.min_seq && seq <= it->spec.max_seq;
+}
+
+static int key_passes(const pm_iter *it, const pm_key *k) {
+  return !it->spec.match || it->spec.match(it->spec.match_ctx, k);
+}
+
+/* Copy a key into the batch's key buffer; -1 on OOM. */
+static int keep_key(pm_iter *it, iter_row *row, const pm_key *k) {
+  if (it->klen + k->len > it->kcap) {
+    size_t cap = it->kcap ? it->kcap * 2 : 4096;
+    while (cap < it->klen + k->len) cap *= 2;
+    uint8_t *p = pm_realloc(it->kbuf, cap);
+    if (!p) return -1;
+    it->kbuf = p;
+    it->kcap = cap;
+  }
+  if (k->len) memcpy(it->kbuf + it->klen, k->data, k->len);
+  row->ktype = k->type;
+  row->klen = k->len;
+  row->key_off = it->klen;
+  it->klen += k->len;
+  return 0;
+}
+
+/* Position in the index: first use, or after a compaction renumbered it. */
+static void index_position(pm_iter *it) {
+  pm_index *ix = it->e->ix;
+  if (it->index_started && it->gen == pm_index_generation(ix)) return;
+  if (!it->spec.desc) {
+    uint64_t from = it->index_started ? it->last_seq + 1 : it->spec.min_seq;
+    it->pos = pm_index_seek(ix, from);
+  } else if (it->index_started) {
+    it->pos = pm_index_seek(ix, it->last_seq);
+  } else {
+    it->pos = it->spec.max_seq == UINT64_MAX ? pm_index_end(ix) : pm_index_seek(ix, it->spec.max_seq + 1);
+  }
+  it->gen = pm_index_generation(ix);
+  it->index_started = 1;
+}
+
+/* Fetch up to ITER_BATCH matching index rows under one read lock. Returns
+** 1 when the index part is exhausted. */
+static int fill_from_index(pm_iter *it, pm_err *err) {
+  pm_engine *e = it->e;
+  int done = 0;
+  pthread_rwlock_rdlock(&e->ix_lock);
+  index_position(it);
+  while (it->nrows < ITER_BATCH) {
+    pm_ientry ie;
+    int rc = it->spec.desc ? pm_index_prev(e->ix, &it->pos, it->snap, &ie)
+                           : pm_index_next(e->ix, &it->pos, it->snap, &ie);
+    if (rc) { done = 1; break; }
+    it->last_seq = ie.seq;
+    if (!seq_in_range(it, ie.seq)) {
+      if (it->spec.desc ? ie.seq < it->spec.min_seq : ie.seq > it->spec.max_seq) { done = 1; break; }
+      continue;
+    }
+    if (pm_txn_find(it->txn, &ie.key) || !key_passes(it, &ie.key)) continue;
+    iter_row *row = &it->rows[it->nrows];
+    if (keep_key(it, row, &ie.key)) { pm_err_set(err, PM_NOMEM, "out of memory"); done = -1; break; }
+    row->meta = (pm_meta){ ie.seq, ie.vtype, ie.vlen };
+    row->at = (pm_pos){ ie.seg, ie.off };
+    row->val = NULL;
+    it->nrows++;
+  }
+  pthread_rwlock_unlock(&e->ix_lock);
+  return done;
+}
+
+/* Fetch matching rows written by the transaction itself (their seqs are
+** above every committed one). Returns 1 when exhausted. */
+static int fill_from_txn(pm_iter *it, pm_err *err) {
+  pm_txn *t = it->txn;
+  if (t && it->tend > t->nops) it->tend = t->nops;     /* a ROLLBACK TO dropped ops */
+  while (t && it->nrows < ITER_BATCH && it->tpos < it->tend) {
+    size_t i = it->spec.desc ? it->tend - 1 - it->tpos : it->tpos;
+    it->tpos++;
+    const txn_op *op = &t->ops[i];
+    if (op->type != PM_REC_PUT || !seq_in_range(it, op->seq) || !pm_txn_op_is_newest(t, op)) continue;
+    pm_key k = pm_txn_op_key(t, op);
+    if (!key_passes(it, &k)) continue;
+    iter_row *row = &it->rows[it->nrows];
+    if (keep_key(it, row, &k)) return pm_err_set(err, PM_NOMEM, "out of memory"), -1;
+    row->meta = (pm_meta){ op->seq, op->val->type, op->val->len };
+    row->val = pm_value_ref(op->val);
+    it->nrows++;
+  }
+  return !t || it->tpos >= it->tend;
+}
+
+/* Refill the batch, moving through the phases: ascending order reads the
+** index then the transaction's rows; descending the other way round. */
+static void drop_batch(pm_iter *it) {
+  for (size_t i = 0; i < it->nrows; i++) pm_value_unref(it->rows[i].val);
+  it->nrows = it->cur = it->klen = 0;
+}
+
+static int refill(pm_iter *it, pm_err *err) {
+  drop_batch(it);
+  while (it->nrows == 0 && it->phase < 2) {
+    int index_phase = (it->phase == 0) != (it->spec.desc != 0);
+    int done = index_phase ? fill_from_index(it, err) : fill_from_txn(it, err);
+    if (done < 0) return err ? err->code : PM_NOMEM;
+    if (done) it->phase++;
+  }
+  return PM_OK;
+}
+
+int pm_iter_open(pm_store *s, pm_txn *txn, const pm_snap *snap, const pm_iter_spec *spec,
+                 pm_iter **out, pm_err *err) {
+  *out = NULL;
+  int rc = pm_engine_handle_ok(s, err);
+  if (rc) return rc;
+  pm_iter *it = pm_calloc(1, sizeof *it);
+  if (!it) return pm_err_set(err, PM_NOMEM, "out of memory");
+  it->s = s;
+  it->e = s->e;
+  it->txn = txn;
+  it->spec = *spec;
+  if (txn) {
+    it->tend = txn->nops;
+    it->snap = pm_load64(&s->e->last_seq);     /* the writer's view: nothing newer can commit */
+  } else if (snap) {
+    it->snap = snap->seq;
+  } else {
+    rc = pm_store_snap_begin(s, &it->own_snap, err);
+    if (rc) { pm_free(it); return rc; }
+    it->snap = it->own_snap.seq;
+  }
+  *out = it;
+  return PM_OK;
+}
+
+int pm_iter_next(pm_iter *it, pm_err *err) {
+  if (it->cur + 1 < it->nrows) {
+    it->cur++;
+  } else {
+    int rc = refill(it, err);
+    if (rc) return rc;
+    if (it->nrows == 0) return PM_NOTFOUND;
+  }
+  iter_row *row = &it->rows[it->cur];
+  it->key = (pm_key){ row->ktype, row->klen, it->kbuf + row->key_off };
+  return PM_OK;
+}
+
+const pm_key *pm_iter_key(pm_iter *it) { return &it->key; }
+
+void pm_iter_meta(pm_iter *it, pm_meta *out) { *out = it->rows[it->cur].meta; }
+
+int pm_iter_value(pm_iter *it, pm_value **out, pm_err *err) {
+  iter_row *row = &it->rows[it->cur];
+  if (row->val) { *out = pm_value_ref(row->val); return PM_OK; }
+  return pm_engine_read_value(it->e, row->at, row->klen, row->meta.vtype, row->meta.vlen, out, err);
+}
+
+void pm_iter_close(pm_iter *it) {
+  if (!it) return;
+  drop_batch(it);
+  pm_store_snap_end(it->s, &it->own_snap);
+  pm_free(it->kbuf);
+  pm_free(it);
+}
+
