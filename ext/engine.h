@@ -73,6 +73,12 @@ struct pm_engine {
 
   /* Figures */
   uint64_t commits, catchups, dropped_bytes;
+
+  /* Compaction (compact.c). */
+  pthread_mutex_t shrink_mu;   /* one shrink at a time */
+  int shrink_running;
+  uint64_t shrinks, shrink_reclaimed, shrink_last_ms, shrink_last_us;
+  uint64_t retired_at;         /* last_seq when segments were retired; 0: none */
 };
 
 struct pm_store {
@@ -157,6 +163,14 @@ int pm_engine_open_in_process(const char *path);
 /* Remove segment files (and their hints) of a store directory. */
 int pm_engine_remove_segments(const pm_io *io, const char *dir, const uint32_t *segs,
     uint32_t n, pm_err *err);
+/* Compact the log (compact.c); *summary is JSON. busy_ms bounds the waits
+** for the writer lock. */
+int pm_engine_shrink(pm_engine *e, uint64_t busy_ms, char **summary, pm_err *err);
+/* Background upkeep (compact.c): write missing hint files, close retired
+** segments no reader can need, and auto-shrink when the log has grown past
+** its ratio. */
+void pm_engine_upkeep(pm_engine *e);
+
 /* Take what an offline operation needs: INIT and WRITER locks, and no other engine. */
 int pm_engine_lock_offline(pm_lock *l, const pm_io *io, const char *path, pm_err *err);
 /* The newest op of the transaction on k, or NULL (t may be NULL). */

@@ -2,6 +2,8 @@
 ** functions.c - the SQL functions of persistmap.
 **
 **   persistmap_version()                  the library's version, e.g. '0.1.0'
+**   persistmap_debug()                    the build and the SQLite it runs on,
+**                                         a JSON object
 **   persistmap_hash(x)                    XXH3-128 of x as a 16-byte blob
 **   persistmap_sync(t [, timeout_ms])     make t's commits durable: 1, or 0
 **                                         if the timeout ran out first
@@ -19,7 +21,7 @@
 ** have been used on this connection before. Functions with side effects (or
 ** that open a store, which may repair it) are SQLITE_DIRECTONLY, so a view
 ** or trigger in a database file cannot call them; version and hash are
-** INNOCUOUS and DETERMINISTIC.
+** INNOCUOUS and DETERMINISTIC, debug INNOCUOUS.
 */
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT3
@@ -124,6 +126,74 @@ static void json_string(sqlite3_str *s, const char *z) {
     else sqlite3_str_appendchar(s, 1, (char)*p);
   }
   sqlite3_str_appendchar(s, 1, '"');
+}
+
+/* How this copy was linked, and by which compiler. */
+#ifdef SQLITE_CORE
+#define PM_LINKAGE "static"
+#else
+#define PM_LINKAGE "loadable"
+#endif
+#if defined(__clang__)
+#define PM_COMPILER "clang " __clang_version__
+#elif defined(__GNUC__)
+#define PM_COMPILER "gcc " __VERSION__
+#else
+#define PM_COMPILER "unknown"
+#endif
+
+/* The compile-time options worth knowing when a build misbehaves. */
+#define PM_STR_(x) #x
+#define PM_STR(x) PM_STR_(x)
+static const char *const azBuildOption[] = {
+#ifdef SQLITE_CORE
+  "SQLITE_CORE",
+#endif
+#ifdef __OPTIMIZE__
+  "optimized",
+#endif
+#ifdef NDEBUG
+  "NDEBUG",
+#endif
+#ifdef __SANITIZE_ADDRESS__
+  "address-sanitizer",
+#endif
+#ifdef __PIC__
+  "pic",
+#endif
+  "xxhash-" PM_STR(XXH_VERSION_MAJOR) "." PM_STR(XXH_VERSION_MINOR) "." PM_STR(XXH_VERSION_RELEASE),
+};
+
+/*
+** persistmap_debug(): what this copy of persistmap is, as a JSON object:
+** its version, the SQLite it was compiled against (sqlite_built) and the one
+** it runs on (sqlite_running, with its number, source id and threading
+** mode), loadable or static, the compiler and the build options.
+*/
+static void fnDebug(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc; (void)argv;
+  sqlite3_str *s = sqlite3_str_new(NULL);
+  sqlite3_str_appendall(s, "{\"version\":");
+  json_string(s, pm_version());
+  sqlite3_str_appendf(s, ",\"sqlite_built\":\"%s\",\"sqlite_built_number\":%d", SQLITE_VERSION,
+                      SQLITE_VERSION_NUMBER);
+  sqlite3_str_appendall(s, ",\"sqlite_running\":");
+  json_string(s, sqlite3_libversion());
+  sqlite3_str_appendf(s, ",\"sqlite_running_number\":%d,\"sqlite_running_source_id\":",
+                      sqlite3_libversion_number());
+  json_string(s, sqlite3_sourceid());
+  sqlite3_str_appendf(s, ",\"sqlite_threadsafe\":%d,\"linkage\":\"%s\",\"compiler\":",
+                      sqlite3_threadsafe(), PM_LINKAGE);
+  json_string(s, PM_COMPILER);
+  sqlite3_str_appendall(s, ",\"build_options\":[");
+  for (size_t i = 0; i < sizeof azBuildOption / sizeof azBuildOption[0]; i++) {
+    if (i) sqlite3_str_appendchar(s, 1, ',');
+    json_string(s, azBuildOption[i]);
+  }
+  sqlite3_str_appendall(s, "]}");
+  char *z = sqlite3_str_finish(s);
+  if (!z) { sqlite3_result_error_nomem(ctx); return; }
+  sqlite3_result_text(ctx, z, -1, sqlite3_free);
 }
 
 /* The counters of pm_stats, in the order the README documents them. */
@@ -270,6 +340,7 @@ int pm_functions_register(sqlite3 *db, pm_conn *conn) {
   } aFunc[] = {
     { "persistmap_version", 0, pure, fnVersion },
     { "persistmap_hash", 1, pure, fnHash },
+    { "persistmap_debug", 0, SQLITE_UTF8 | SQLITE_INNOCUOUS, fnDebug },
     { "persistmap_sync", 1, direct, fnSync },
     { "persistmap_sync", 2, direct, fnSync },
     { "persistmap_stats", 1, direct, fnStats },

@@ -138,6 +138,17 @@ int pm_hint_write(pm_log *log, uint32_t seg, pm_err *err) {
   return rc;
 }
 
+int pm_hint_write_group(pm_log *log, uint32_t seg, uint64_t seg_size, const pm_group *g, pm_err *err) {
+  hint_buf b = { 0 };
+  int rc = hb_grow(&b, HINT_HEADER) ? collect_group(&b, g, err) : pm_err_set(err, PM_NOMEM, "out of memory");
+  if (!rc) {
+    hint_header(b.p, log, seg, seg_size, b.count, g->id);
+    rc = hint_store(log, seg, &b, err);
+  }
+  pm_free(b.p);
+  return rc;
+}
+
 /* ---- Reading ------------------------------------------------------------- */
 
 /* Read and validate the hint of segment f. On PM_OK, *buf and *n hold the whole
@@ -218,7 +229,6 @@ int pm_hint_apply(pm_log *log, const pm_segfile *f, pm_apply_fn apply, void *ctx
     out->records += g.n;
     out->groups++;
     if (g.id > out->max_seq) out->max_seq = g.id;
-    out->end = g.end;
   }
   pm_free(g.recs);
   pm_free(buf);

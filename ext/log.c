@@ -187,9 +187,11 @@ int pm_manifest_read(const pm_io *io, const char *dir, pm_manifest *m, pm_err *e
   return rc;
 }
 
-/* Write bytes to dir/name via dir/name.tmp: write, fsync, rename, fsync dir. */
+/* Write bytes to dir/name via dir/name.tmp: write, fsync, rename, fsync dir.
+** *renamed says whether the rename happened: after it, a failure leaves it
+** unknown which file a crash would keep. */
 static int write_file_atomic(const pm_io *io, const char *dir, const char *name,
-                             const uint8_t *p, size_t n, pm_err *err) {
+                             const uint8_t *p, size_t n, int *renamed, pm_err *err) {
   char *path = join_path(dir, name);
   char *tmp = pm_sprintf("%s/%s.tmp", dir, name);
   int rc = PM_OK;
@@ -200,22 +202,25 @@ static int write_file_atomic(const pm_io *io, const char *dir, const char *name,
   else if (io->fsync(fd) < 0) rc = pm_err_sys(err, errno, "cannot fsync %s", tmp);
   io->close(fd);
   if (!rc && io->rename(tmp, path) < 0) rc = pm_err_sys(err, errno, "cannot rename %s", tmp);
+  else if (!rc) *renamed = 1;
   if (!rc && io->fsync_dir(dir) < 0) rc = pm_err_sys(err, errno, "cannot fsync directory %s", dir);
-  if (rc) io->unlink(tmp);
+  if (rc && !*renamed) io->unlink(tmp);
 done:
   pm_free(path);
   pm_free(tmp);
   return rc;
 }
 
-int pm_manifest_write(const pm_io *io, const char *dir, pm_manifest *m, pm_err *err) {
+int pm_manifest_write(const pm_io *io, const char *dir, pm_manifest *m, int *renamed, pm_err *err) {
   bbuf b = { 0 };
+  int moved = 0;
   m->gen++;
   manifest_encode(&b, m);
   int rc = b.oom ? pm_err_set(err, PM_NOMEM, "out of memory writing the manifest")
-                 : write_file_atomic(io, dir, PM_MANIFEST_NAME, b.p, b.n, err);
+                 : write_file_atomic(io, dir, PM_MANIFEST_NAME, b.p, b.n, &moved, err);
   pm_free(b.p);
-  if (rc) m->gen--;
+  if (rc && !moved) m->gen--;
+  if (renamed) *renamed = moved;
   return rc;
 }
 
@@ -223,13 +228,15 @@ int pm_manifest_write(const pm_io *io, const char *dir, pm_manifest *m, pm_err *
 /* Segment files                                                             */
 /* ======================================================================== */
 
-static void seg_header_encode(uint8_t h[PM_SEG_HEADER], const pm_manifest *m, uint32_t num) {
+static void seg_header_encode(uint8_t h[PM_SEG_HEADER], const pm_manifest *m, uint32_t num,
+                              int output) {
   memset(h, 0, PM_SEG_HEADER);
   memcpy(h, SEGMENT_MAGIC, 8);
   pm_put_u32(h + 8, PM_FORMAT_VERSION);
   pm_put_u32(h + 12, PM_SEG_HEADER);
   memcpy(h + 16, m->store_id, 16);
   pm_put_u32(h + 32, num);
+  h[36] = (uint8_t)output;
   pm_put_u64(h + 56, XXH3_64bits(h, 56));
 }
 
@@ -244,13 +251,13 @@ static int seg_header_check(const uint8_t h[PM_SEG_HEADER], const pm_manifest *m
 
 /* Create segment num with its header, fsynced (file and directory). */
 static int seg_create(const pm_io *io, const char *dir, const pm_manifest *m, uint32_t num,
-                      int *fd_out, pm_err *err) {
+                      int output, int *fd_out, pm_err *err) {
   char name[32];
   pm_seg_name(num, name, sizeof name);
   char *path = join_path(dir, name);
   if (!path) return pm_err_set(err, PM_NOMEM, "out of memory");
   uint8_t h[PM_SEG_HEADER];
-  seg_header_encode(h, m, num);
+  seg_header_encode(h, m, num, output);
   int rc = PM_OK;
   int fd = io->open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) rc = pm_err_sys(err, errno, "cannot create %s", path);
@@ -286,7 +293,7 @@ static int seg_open(pm_log *log, uint32_t num, pm_segfile *out, pm_err *err) {
   out->fd = rc ? -1 : fd;
   out->retired = 0;
   out->hinted = 0;
-  out->retired = 0;
+  out->output = rc ? 0 : h[36] == 1;
   pm_free(path);
   return rc;
 }
@@ -302,11 +309,14 @@ static pm_segfile *seg_find(pm_log *log, uint32_t num) {
 
 /* Append an open segment file to the table (numbers ascend). */
 static int seg_table_add(pm_log *log, pm_segfile f) {
-  pm_segfile *nf = pm_realloc(log->files, sizeof *nf * (log->nfiles + 1));
-  if (!nf) return PM_NOMEM;
   pthread_rwlock_wrlock(&log->segs_lock);
+  pm_segfile *nf = pm_realloc(log->files, sizeof *nf * (log->nfiles + 1));
+  if (!nf) { pthread_rwlock_unlock(&log->segs_lock); return PM_NOMEM; }
   log->files = nf;
-  log->files[log->nfiles++] = f;
+  uint32_t i = log->nfiles;
+  while (i > 0 && log->files[i - 1].num > f.num) { log->files[i] = log->files[i - 1]; i--; }
+  log->files[i] = f;
+  log->nfiles++;
   pthread_rwlock_unlock(&log->segs_lock);
   return PM_OK;
 }
@@ -321,7 +331,7 @@ uint32_t pm_log_alloc_segment(pm_log *log) {
 int pm_log_create(const pm_io *io, const char *dir, pm_manifest *m, pm_err *err) {
   uint32_t num = m->next_segment ? m->next_segment : 1;
   int fd;
-  int rc = seg_create(io, dir, m, num, &fd, err);
+  int rc = seg_create(io, dir, m, num, 0, &fd, err);
   if (rc) return rc;
   io->close(fd);
   pm_free(m->segs);
@@ -331,7 +341,7 @@ int pm_log_create(const pm_io *io, const char *dir, pm_manifest *m, pm_err *err)
   m->nsegs = 1;
   m->active = num;
   m->next_segment = num + 1;
-  return pm_manifest_write(io, dir, m, err);
+  return pm_manifest_write(io, dir, m, NULL, err);
 }
 
 int pm_log_open(pm_log *log, const pm_io *io, const char *dir, const pm_manifest *m,
@@ -510,9 +520,9 @@ int pm_log_roll(pm_log *log, pm_err *err) {
   next.segs[next.nsegs++] = num;
   next.active = num;
   int fd = -1;
-  rc = seg_create(log->io, log->dir, &log->man, num, &fd, err);
-  if (!rc) rc = pm_manifest_write(log->io, log->dir, &next, err);
-  if (!rc) rc = seg_table_add(log, (pm_segfile){ num, fd, PM_SEG_HEADER, 0, 0 })
+  rc = seg_create(log->io, log->dir, &log->man, num, 0, &fd, err);
+  if (!rc) rc = pm_manifest_write(log->io, log->dir, &next, NULL, err);
+  if (!rc) rc = seg_table_add(log, (pm_segfile){ num, fd, PM_SEG_HEADER, 0, 0, 0 })
                     ? pm_err_set(err, PM_NOMEM, "out of memory") : PM_OK;
   if (rc) {
     if (fd >= 0) log->io->close(fd);
@@ -552,17 +562,40 @@ static int reserve_space(pm_log *log, uint64_t size, pm_err *err) {
   return PM_OK;
 }
 
-/* Write a record too big for the buffer straight to the file, in pieces. */
-static int write_big(pm_log *log, const uint8_t *h, const pm_key *k, const void *v, uint32_t vlen,
-                     uint64_t size, pm_err *err) {
-  int fd = active_fd(log);
-  uint64_t off = log->end.off;
+/* Write a record too big for a buffer straight to fd at off, in pieces:
+** its header (checksum included), key, value and padding. -1/errno. */
+static int write_pieces(const pm_io *io, int fd, uint64_t off, uint64_t seed, uint8_t type,
+                        const pm_key *k, uint8_t vtype, const void *v, uint32_t vlen, uint64_t seq) {
   static const uint8_t zeros[8];
+  uint8_t h[PM_REC_HEADER];
+  rec_header(h, type, k->type, k->len, vtype, vlen, seq);
+  pm_put_u64(h, rec_checksum(seed, h, k->data, k->len, v, vlen));
+  uint64_t size = pm_rec_size(k->len, vlen);
   uint64_t pad = size - (PM_REC_HEADER + k->len + vlen);
-  if (pm_io_write_all(log->io, fd, h, PM_REC_HEADER, off) < 0 ||
-      pm_io_write_all(log->io, fd, k->data, k->len, off + PM_REC_HEADER) < 0 ||
-      pm_io_write_all(log->io, fd, v, vlen, off + PM_REC_HEADER + k->len) < 0 ||
-      pm_io_write_all(log->io, fd, zeros, pad, off + size - pad) < 0)
+  if (pm_io_write_all(io, fd, h, PM_REC_HEADER, off) < 0 ||
+      pm_io_write_all(io, fd, k->data, k->len, off + PM_REC_HEADER) < 0 ||
+      pm_io_write_all(io, fd, v, vlen, off + PM_REC_HEADER + k->len) < 0 ||
+      pm_io_write_all(io, fd, zeros, pad, off + size - pad) < 0)
+    return -1;
+  return 0;
+}
+
+/* Encode a record into dst, which has pm_rec_size() bytes. */
+static void rec_encode(uint8_t *dst, uint64_t seed, uint8_t type, const pm_key *k, uint8_t vtype,
+                       const void *v, uint32_t vlen, uint64_t seq) {
+  size_t body = PM_REC_HEADER + k->len + vlen;
+  rec_header(dst, type, k->type, k->len, vtype, vlen, seq);
+  if (k->len) memcpy(dst + PM_REC_HEADER, k->data, k->len);
+  if (vlen) memcpy(dst + PM_REC_HEADER + k->len, v, vlen);
+  memset(dst + body, 0, pm_rec_size(k->len, vlen) - body);
+  pm_put_u64(dst, XXH3_64bits_withSeed(dst + 8, body - 8, seed));
+}
+
+/* The active segment's version of write_pieces. */
+static int write_big(pm_log *log, uint8_t type, const pm_key *k, uint8_t vtype, const void *v,
+                     uint32_t vlen, uint64_t seq, pm_err *err) {
+  uint64_t off = log->end.off, size = pm_rec_size(k->len, vlen);
+  if (write_pieces(log->io, active_fd(log), off, seg_seed(log, log->end.seg), type, k, vtype, v, vlen, seq) < 0)
     return write_error(log, errno, log->end, err);
   log->wstart.off = off + size;
   active_file(log)->size = off + size;
@@ -578,39 +611,35 @@ int pm_log_add(pm_log *log, uint8_t type, const pm_key *k, uint8_t vtype, const 
   int big = size > WBUF_CAP / 2;
   int rc = big ? pm_log_flush(log, err) : reserve_space(log, size, err);
   if (rc) return rc;
-  uint64_t seed = seg_seed(log, log->end.seg);
   if (at) *at = log->end;
   if (big) {
-    uint8_t h[PM_REC_HEADER];
-    rec_header(h, type, k->type, k->len, vtype, vlen, seq);
-    pm_put_u64(h, rec_checksum(seed, h, k->data, k->len, v, vlen));
-    rc = write_big(log, h, k, v, vlen, size, err);
+    rc = write_big(log, type, k, vtype, v, vlen, seq, err);
   } else {
-    uint8_t *p = log->wbuf + log->wlen;
-    size_t body = PM_REC_HEADER + k->len + vlen;
     if (log->wlen == 0) log->wstart = log->end;
-    rec_header(p, type, k->type, k->len, vtype, vlen, seq);
-    if (k->len) memcpy(p + PM_REC_HEADER, k->data, k->len);
-    if (vlen) memcpy(p + PM_REC_HEADER + k->len, v, vlen);
-    memset(p + body, 0, size - body);
-    pm_put_u64(p, XXH3_64bits_withSeed(p + 8, body - 8, seed));
+    rec_encode(log->wbuf + log->wlen, seg_seed(log, log->end.seg), type, k, vtype, v, vlen, seq);
     log->wlen += size;
   }
   if (!rc) log->end.off += size;
   return rc;
 }
 
+/* The value of a commit record: group size and start, and the durable claim. */
+static void commit_payload(uint8_t v[COMMIT_VLEN], uint32_t nrec, pm_pos start, pm_pos durable) {
+  memset(v, 0, COMMIT_VLEN);
+  pm_put_u32(v, nrec);
+  pm_put_u32(v + 4, start.seg);
+  pm_put_u64(v + 8, start.off);
+  pm_put_u32(v + 16, durable.seg);
+  pm_put_u64(v + 24, durable.off);
+}
+
 int pm_log_add_commit(pm_log *log, uint64_t group_id, uint32_t nrec, pm_pos group_start,
                       pm_pos *at, pm_err *err) {
-  uint8_t v[COMMIT_VLEN] = { 0 };
+  uint8_t v[COMMIT_VLEN];
   pthread_mutex_lock(&log->sync_mu);
   pm_pos durable = log->durable;
   pthread_mutex_unlock(&log->sync_mu);
-  pm_put_u32(v, nrec);
-  pm_put_u32(v + 4, group_start.seg);
-  pm_put_u64(v + 8, group_start.off);
-  pm_put_u32(v + 16, durable.seg);
-  pm_put_u64(v + 24, durable.off);
+  commit_payload(v, nrec, group_start, durable);
   return pm_log_add(log, PM_REC_COMMIT, NULL, 0, v, COMMIT_VLEN, group_id, at, err);
 }
 
@@ -873,6 +902,7 @@ typedef struct scanner {
   pm_err *err;
   assembler a;
   uint8_t *buf;
+  int in_output;          /* scanning a compaction's output: not the append chain */
 } scanner;
 
 /* Apply the held group, if any, then forget the pending records. */
@@ -913,7 +943,7 @@ static int on_commit(scanner *s, const pm_rec *rec, const uint8_t *payload, uint
   a->held = 1;
   a->g.id = rec->seq;
   a->g.end = (pm_pos){ rec->at.seg, next_off };
-  s->out->end = a->g.end;
+  if (!s->in_output) s->out->end = a->g.end;
   return PM_OK;
 }
 
@@ -923,7 +953,7 @@ static int on_record(scanner *s, const pm_rec *rec, const uint8_t *payload, uint
   s->out->records++;
   if (rec->seq > s->out->max_seq) s->out->max_seq = rec->seq;
   if (rec->type == PM_REC_ABORT) {
-    if (a->held && a->g.id == rec->seq) s->out->end = (pm_pos){ rec->at.seg, next_off };
+    if (a->held && a->g.id == rec->seq && !s->in_output) s->out->end = (pm_pos){ rec->at.seg, next_off };
     if (a->held && a->g.id == rec->seq) { asm_reset(a); return PM_OK; }
     return flush_held(s);          /* an abort of nothing pending: harmless */
   }
@@ -1042,9 +1072,9 @@ static int log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos hin
                     pm_apply_fn apply, void *ctx, pm_scan *out, char **report, pm_err *err) {
   memset(out, 0, sizeof *out);
   out->end = from;
-  int hints = (mode & PM_SCAN_HINTS) != 0;
-  mode &= ~PM_SCAN_HINTS;
-  scanner s = { log, mode, limit, hint, apply, ctx, out, err, { 0 }, NULL };
+  int hints = (mode & PM_SCAN_HINTS) != 0, chain = (mode & PM_SCAN_CHAIN) != 0;
+  mode &= ~(PM_SCAN_HINTS | PM_SCAN_CHAIN);
+  scanner s = { log, mode, limit, hint, apply, ctx, out, err, { 0 }, NULL, 0 };
   s.buf = pm_malloc(RBUF_CAP);
   if (!s.buf) return pm_err_set(err, PM_NOMEM, "out of memory during recovery");
   int rc = PM_OK, stop = 0;
@@ -1053,7 +1083,8 @@ static int log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos hin
     if (f->num < from.seg) continue;
     if (limit.seg && f->num > limit.seg) break;
     uint64_t off = f->num == from.seg ? from.off : PM_SEG_HEADER;
-    if (f->retired) continue;
+    if (f->retired || (chain && f->output && f->num > from.seg)) continue;
+    s.in_output = f->output;
     if (hints && f->num != log->man.active && off == PM_SEG_HEADER) {
       rc = flush_held(&s);
       if (!rc) rc = pm_hint_apply(log, f, apply, ctx, out, err);
@@ -1082,6 +1113,132 @@ int pm_log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos durable
 int pm_log_check(pm_log *log, pm_pos limit, char **report, pm_err *err) {
   pm_scan out;
   pm_pos from = { log->files[0].num, PM_SEG_HEADER };
-  return log_scan(log, from, limit, PM_SCAN_SALVAGE, (pm_pos){ 0, 0 }, NULL, NULL, &out,
-                  report, err);
+  int rc = log_scan(log, from, limit, PM_SCAN_SALVAGE, (pm_pos){ 0, 0 }, NULL, NULL, &out, report, err);
+  for (uint32_t i = 0; i < log->nfiles && !rc; i++) {
+    const pm_segfile *f = &log->files[i];
+    if (!f->retired && f->num != log->man.active) rc = pm_hint_check(log, f, report, err);
+  }
+  return rc;
+}
+
+/* ======================================================================== */
+/* Segments written beside the log (compaction)                              */
+/* ======================================================================== */
+
+static int segw_flush(pm_segwriter *w) {
+  if (w->len && pm_io_write_all(w->log->io, w->fd, w->buf, w->len, w->off - w->len) < 0) return -1;
+  w->len = 0;
+  return 0;
+}
+
+int pm_segw_open(pm_log *log, pm_segwriter *w, pm_err *err) {
+  memset(w, 0, sizeof *w);
+  w->log = log;
+  w->num = pm_log_alloc_segment(log);
+  w->off = PM_SEG_HEADER;
+  w->buf = pm_malloc(WBUF_CAP);
+  if (!w->buf) return pm_err_set(err, PM_NOMEM, "out of memory");
+  w->cap = WBUF_CAP;
+  int rc = seg_create(log->io, log->dir, &log->man, w->num, 1, &w->fd, err);
+  if (rc) { pm_free(w->buf); w->buf = NULL; w->fd = -1; }
+  return rc;
+}
+
+static int segw_error(pm_segwriter *w, pm_err *err) {
+  char name[32];
+  pm_seg_name(w->num, name, sizeof name);
+  return pm_err_sys(err, errno, "cannot write %s", name);
+}
+
+int pm_segw_add(pm_segwriter *w, const pm_key *k, uint8_t vtype, const void *v, uint32_t vlen,
+                uint64_t seq, pm_pos *at, pm_err *err) {
+  uint64_t size = pm_rec_size(k->len, vlen), seed = seg_seed(w->log, w->num);
+  *at = (pm_pos){ w->num, w->off };
+  if (w->nrec == 0) w->start = *at;
+  if (size > w->cap / 2) {
+    if (segw_flush(w) < 0 || write_pieces(w->log->io, w->fd, w->off, seed, PM_REC_PUT, k, vtype, v, vlen, seq) < 0)
+      return segw_error(w, err);
+  } else {
+    if (w->len + size > w->cap && segw_flush(w) < 0) return segw_error(w, err);
+    rec_encode(w->buf + w->len, seed, PM_REC_PUT, k, vtype, v, vlen, seq);
+    w->len += size;
+  }
+  w->off += size;
+  w->nrec++;
+  if (seq > w->max_seq) w->max_seq = seq;
+  return PM_OK;
+}
+
+int pm_segw_finish(pm_segwriter *w, pm_err *err) {
+  static const pm_key nokey = { 0, 0, NULL };
+  uint8_t v[COMMIT_VLEN];
+  commit_payload(v, w->nrec, w->nrec ? w->start : (pm_pos){ w->num, PM_SEG_HEADER }, (pm_pos){ 0, 0 });
+  uint64_t size = pm_rec_size(0, COMMIT_VLEN);
+  if (w->len + size > w->cap && segw_flush(w) < 0) return segw_error(w, err);
+  rec_encode(w->buf + w->len, seg_seed(w->log, w->num), PM_REC_COMMIT, &nokey, 0, v, COMMIT_VLEN, w->max_seq);
+  w->len += size;
+  w->off += size;
+  if (segw_flush(w) < 0 || w->log->io->fsync(w->fd) < 0) return segw_error(w, err);
+  w->log->io->close(w->fd);
+  w->fd = -1;
+  pm_free(w->buf);
+  w->buf = NULL;
+  return PM_OK;
+}
+
+void pm_segw_discard(pm_log *log, uint32_t num, pm_segwriter *w) {
+  if (w && w->fd >= 0) log->io->close(w->fd);
+  if (w) { pm_free(w->buf); w->buf = NULL; w->fd = -1; }
+  char name[32];
+  pm_seg_name(num, name, sizeof name);
+  char *path = pm_sprintf("%s/%s", log->dir, name);
+  if (path) log->io->unlink(path);
+  pm_free(path);
+  pm_hint_name(num, name, sizeof name);
+  path = pm_sprintf("%s/%s", log->dir, name);
+  if (path) log->io->unlink(path);
+  pm_free(path);
+}
+
+int pm_log_adopt(pm_log *log, uint32_t num, int hinted, pm_err *err) {
+  pm_segfile f;
+  int rc = seg_open(log, num, &f, err);
+  if (rc) return rc;
+  f.hinted = hinted;
+  if (seg_table_add(log, f)) { log->io->close(f.fd); return pm_err_set(err, PM_NOMEM, "out of memory"); }
+  return PM_OK;
+}
+
+void pm_log_retire(pm_log *log, uint32_t num) {
+  pthread_rwlock_wrlock(&log->segs_lock);
+  pm_segfile *f = seg_find(log, num);
+  if (f) f->retired = 1;
+  pthread_rwlock_unlock(&log->segs_lock);
+}
+
+void pm_log_drop_retired(pm_log *log) {
+  pthread_rwlock_wrlock(&log->segs_lock);
+  uint32_t kept = 0;
+  for (uint32_t i = 0; i < log->nfiles; i++) {
+    if (log->files[i].retired) log->io->close(log->files[i].fd);
+    else log->files[kept++] = log->files[i];
+  }
+  log->nfiles = kept;
+  pthread_rwlock_unlock(&log->segs_lock);
+}
+
+void pm_log_set_manifest(pm_log *log, pm_manifest *m) {
+  pthread_mutex_lock(&log->num_mu);
+  if (m->next_segment < log->man.next_segment) m->next_segment = log->man.next_segment;
+  pm_manifest_clear(&log->man);
+  log->man = *m;
+  pthread_mutex_unlock(&log->num_mu);
+  memset(m, 0, sizeof *m);
+}
+
+int pm_log_manifest_copy(pm_log *log, pm_manifest *out) {
+  pthread_mutex_lock(&log->num_mu);
+  int rc = pm_manifest_copy(out, &log->man);
+  pthread_mutex_unlock(&log->num_mu);
+  return rc;
 }

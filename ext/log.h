@@ -84,8 +84,11 @@ typedef struct pm_manifest {
 /* Read dir/MANIFEST. PM_NOTFOUND if there is none, PM_CORRUPT if it does not
 ** parse or its checksum fails. */
 int pm_manifest_read(const pm_io *io, const char *dir, pm_manifest *m, pm_err *err);
-/* Write m atomically (temp file, fsync, rename, directory fsync); bumps gen. */
-int pm_manifest_write(const pm_io *io, const char *dir, pm_manifest *m, pm_err *err);
+/* Write m atomically (temp file, fsync, rename, directory fsync); bumps gen.
+** renamed (may be NULL) is set when the new file took the old one's name: a
+** failure after that leaves either manifest to a crash, so the caller must
+** keep every file both name. */
+int pm_manifest_write(const pm_io *io, const char *dir, pm_manifest *m, int *renamed, pm_err *err);
 void pm_manifest_clear(pm_manifest *m);
 /* Copy src into dst (deep). */
 int pm_manifest_copy(pm_manifest *dst, const pm_manifest *src);
@@ -113,6 +116,8 @@ typedef struct pm_segfile {
   uint64_t size;              /* bytes known to be in the file */
   int retired;                /* compacted away: kept open for readers only */
   int hinted;                 /* its hint file is known to be good */
+  int output;                 /* written by a compaction, not part of the
+                                 append chain (segment header byte 36) */
 } pm_segfile;
 
 typedef struct pm_log {
@@ -217,11 +222,13 @@ enum {
   PM_SCAN_OPEN = 0,     /* recovery at open: torn tail allowed in the last segment */
   PM_SCAN_BOUNDED = 1,  /* catch-up to a known committed end: any damage is corruption */
   PM_SCAN_SALVAGE = 2,  /* recover: skip damage, keep every valid group */
-  PM_SCAN_HINTS = 0x10  /* flag: read sealed segments' hint files instead */
+  PM_SCAN_HINTS = 0x10, /* flag: read sealed segments' hint files instead */
+  PM_SCAN_CHAIN = 0x20  /* flag: after `from`, only the append chain (catch-up) */
 };
 
 typedef struct pm_scan {
-  pm_pos end;             /* just after the last group applied (or aborted) */
+  pm_pos end;             /* just after the last group applied (or aborted) in
+                             the append chain (compaction outputs aside) */
   uint64_t max_seq;       /* highest seq in any valid record */
   int64_t max_int;        /* highest integer key in applied groups */
   int has_int;
@@ -245,6 +252,44 @@ int pm_log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos durable
 ** *report (a pm_malloc'ed string, one line each). Returns PM_OK or error. */
 int pm_log_check(pm_log *log, pm_pos limit, char **report, pm_err *err);
 
+/* ---- Segments written beside the log (compaction) ------------------------
+** A compaction writes the live records it copies into new segments of its
+** own, each one committed group, while the writer goes on appending to the
+** active segment. They join the log only when a new manifest names them. */
+typedef struct pm_segwriter {
+  pm_log *log;
+  uint32_t num;
+  int fd;
+  uint64_t off;               /* where the next record goes */
+  uint32_t nrec;
+  pm_pos start;
+  uint64_t max_seq;
+  uint8_t *buf;
+  size_t len, cap;
+} pm_segwriter;
+
+/* Create a new segment file (a fresh number) to write into. */
+int pm_segw_open(pm_log *log, pm_segwriter *w, pm_err *err);
+/* Append a put record keeping its seq; *at gets its position. */
+int pm_segw_add(pm_segwriter *w, const pm_key *k, uint8_t vtype, const void *v, uint32_t vlen,
+                uint64_t seq, pm_pos *at, pm_err *err);
+/* Close the group with a commit record, fsync and close the file. */
+int pm_segw_finish(pm_segwriter *w, pm_err *err);
+/* Delete segment num and its hint (w, if not NULL, is closed first). */
+void pm_segw_discard(pm_log *log, uint32_t num, pm_segwriter *w);
+
+/* Open segment num (named by the new manifest) into the segment table;
+** hinted says its hint file was written. */
+int pm_log_adopt(pm_log *log, uint32_t num, int hinted, pm_err *err);
+/* Mark segment num compacted away: reads still work through its open file. */
+void pm_log_retire(pm_log *log, uint32_t num);
+/* Close retired segments (once nothing can read them). */
+void pm_log_drop_retired(pm_log *log);
+/* Replace the log's manifest by *m (taken over; *m is cleared). */
+void pm_log_set_manifest(pm_log *log, pm_manifest *m);
+/* A copy of the log's manifest. */
+int pm_log_manifest_copy(pm_log *log, pm_manifest *out);
+
 /* Name of segment n: "NNNNNN.log" into buf (at least 32 bytes). */
 void pm_seg_name(uint32_t n, char *buf, size_t cap);
 
@@ -261,6 +306,8 @@ int pm_hint_write(pm_log *log, uint32_t seg, pm_err *err);
 ** missing, stale or corrupt: the caller then scans the segment. */
 int pm_hint_apply(pm_log *log, const pm_segfile *f, pm_apply_fn apply, void *ctx, pm_scan *out,
                   pm_err *err);
+/* Write the hint of segment seg (seg_size bytes long) from the group it holds. */
+int pm_hint_write_group(pm_log *log, uint32_t seg, uint64_t seg_size, const pm_group *g, pm_err *err);
 /* Compare f's hint (if any) with the segment; problems go to *report. */
 int pm_hint_check(pm_log *log, const pm_segfile *f, char **report, pm_err *err);
 

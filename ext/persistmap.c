@@ -15,6 +15,7 @@
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT1
 
+#include "persistmap.h"
 #include "store.h"
 #include "vtab.h"
 

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -213,6 +214,44 @@ pm_shared pm_engine_shared_state(pm_engine *e, pm_pos prepared) {
 
 static void on_durable(void *ctx, pm_pos p) { pm_shm_set_durable(ctx, p); }
 
+/* What recovery adopted must outlive a power loss before anyone builds on
+** it: the directory entries it followed (a manifest whose rename was never
+** synced, after a failed directory fsync) and the log it read (a tail that
+** was written but never synced, such as an abort record). */
+static int make_recovered_durable(pm_engine *e, pm_err *err) {
+  if (e->io->fsync_dir(e->dir) < 0) return pm_err_sys(err, errno, "cannot fsync directory %s", e->dir);
+  return pm_log_sync(&e->log, e->applied, -1, err);
+}
+
+/* Is name a segment or hint file (or a temp file) the manifest m does not
+** name? Such files are left by a crash in a roll-over or a compaction. */
+static int is_orphan(const pm_manifest *m, const char *name) {
+  size_t digits = strspn(name, "0123456789");
+  if (digits == 0 || !is_store_file(name)) return 0;
+  uint32_t num = (uint32_t)strtoul(name, NULL, 10);
+  for (uint32_t i = 0; i < m->nsegs; i++)
+    if (m->segs[i] == num) return strstr(name, ".tmp") != NULL;
+  return 1;
+}
+
+typedef struct orphans { const pm_engine *e; int removed; } orphans;
+
+static int remove_orphan_cb(void *ctx, const char *name) {
+  orphans *o = ctx;
+  if (!is_orphan(&o->e->log.man, name)) return 0;
+  char *p = pm_sprintf("%s/%s", o->e->dir, name);
+  if (p && o->e->io->unlink(p) == 0) o->removed++;
+  pm_free(p);
+  return 0;
+}
+
+/* Delete orphans (only by an engine alone on the store, under INIT). */
+static void remove_orphans(pm_engine *e) {
+  orphans o = { e, 0 };
+  e->io->list_dir(e->dir, remove_orphan_cb, &o);
+  if (o.removed) e->io->fsync_dir(e->dir);
+}
+
 /* Build the index from the log. An engine alone on the store trusts only the
 ** log, cuts a torn tail and rebuilds the shared page; otherwise the log is
 ** replayed up to the commit point the other engines published. */
@@ -222,6 +261,7 @@ static int recover_index(pm_engine *e, pm_err *err) {
   int alone = pm_lock_alone(&e->lock) || !valid;
   pm_shared sh;
   pm_shm_read(&e->lock, &sh);
+  if (alone && !e->readonly) remove_orphans(e);
   e->ix = pm_index_new(m->seed);
   if (!e->ix) return pm_err_set(err, PM_NOMEM, "out of memory");
   pm_index_load_begin(e->ix);
@@ -245,6 +285,7 @@ static int recover_index(pm_engine *e, pm_err *err) {
     if (e->applied.seg != m->active)      /* the torn group began in an older segment */
       e->applied = (pm_pos){ m->active, PM_SEG_HEADER };
     rc = pm_log_start_append(&e->log, e->applied, err);
+    if (!rc) rc = make_recovered_durable(e, err);
     if (rc) return rc;
     pm_shared st = pm_engine_shared_state(e, e->applied);
     pm_shm_reset(&e->lock, m->store_id, &st);
@@ -277,6 +318,7 @@ static void *bg_main(void *arg) {
     e->bg_sync_now = 0;
     pthread_mutex_unlock(&e->bg_mu);
     pm_log_sync(&e->log, pm_log_written(&e->log), -1, NULL);
+    pm_engine_upkeep(e);
     pthread_mutex_lock(&e->bg_mu);
   }
   pthread_mutex_unlock(&e->bg_mu);
@@ -319,18 +361,25 @@ static void bg_request_sync(pm_engine *e) {
 /* Engine lifetime                                                           */
 /* ======================================================================== */
 
-static void engine_free(pm_engine *e) {
+/* Stop the background thread and make everything written durable, unless
+** the engine stopped on an error; a failure here stops it (log.failed). */
+static void engine_flush(pm_engine *e) {
   bg_stop(e);
   if (e->log_open && !e->readonly && !e->log.failed) {
     pm_log_flush(&e->log, NULL);
     pm_log_sync(&e->log, pm_log_written(&e->log), -1, NULL);
   }
+}
+
+static void engine_free(pm_engine *e) {
+  engine_flush(e);
   if (e->log_open) pm_log_close(&e->log);
   if (e->lock_open) pm_lock_close(&e->lock);
   if (e->ix) pm_index_free(e->ix);
   if (e->cache) pm_cache_free(e->cache);
   pthread_rwlock_destroy(&e->ix_lock);
   pthread_mutex_destroy(&e->catch_mu);
+  pthread_mutex_destroy(&e->shrink_mu);
   pthread_mutex_destroy(&e->snap_mu);
   pthread_mutex_destroy(&e->wmu);
   pthread_cond_destroy(&e->wcv);
@@ -352,6 +401,7 @@ static pm_engine *engine_alloc(const char *path, const pm_options *o) {
   e->fork_gen = fork_gen;
   pthread_rwlock_init(&e->ix_lock, NULL);
   pthread_mutex_init(&e->catch_mu, NULL);
+  pthread_mutex_init(&e->shrink_mu, NULL);
   pthread_mutex_init(&e->snap_mu, NULL);
   pthread_mutex_init(&e->wmu, NULL);
   pthread_cond_init(&e->wcv, NULL);
@@ -453,6 +503,7 @@ int pm_store_close(pm_store *s, pm_err *err) {
   }
   pthread_mutex_unlock(&registry_mu);
   if (last) {
+    engine_flush(e);                /* the final fsync: its failure is reported too */
     if (e->log.failed) rc = pm_err_set(err, e->log.failed, "%s", e->log.failmsg);
     engine_free(e);
   }
@@ -495,7 +546,8 @@ int pm_engine_catch_up_locked(pm_engine *e, int writer, pm_err *err) {
   pm_pos upto = writer && pm_pos_cmp(sh.prepared, sh.commit) > 0 ? sh.prepared : sh.commit;
   if (!rc && sh.commit.seg && pm_pos_cmp(upto, e->applied) > 0) {
     pm_scan scan;
-    rc = pm_log_scan(&e->log, e->applied, upto, PM_SCAN_BOUNDED, (pm_pos){ 0, 0 }, apply_live, e, &scan, err);
+    rc = pm_log_scan(&e->log, e->applied, upto, PM_SCAN_BOUNDED | PM_SCAN_CHAIN, (pm_pos){ 0, 0 },
+                     apply_live, e, &scan, err);
     if (!rc) e->applied = upto;
     e->catchups++;
   }
@@ -652,8 +704,11 @@ int pm_store_stats(pm_store *s, pm_stats *o, pm_err *err) {
   o->index_versions = pm_index_versions(e->ix);
   pthread_rwlock_unlock(&e->ix_lock);
   pthread_rwlock_rdlock(&e->log.segs_lock);
-  for (uint32_t i = 0; i < e->log.nfiles; i++) o->log_bytes += e->log.files[i].size;
-  o->segments = e->log.nfiles;
+  for (uint32_t i = 0; i < e->log.nfiles; i++) {
+    if (e->log.files[i].retired) continue;      /* compacted away, kept open for readers */
+    o->log_bytes += e->log.files[i].size;
+    o->segments++;
+  }
   pthread_rwlock_unlock(&e->log.segs_lock);
   pthread_mutex_lock(&e->log.sync_mu);
   pm_pos w = e->log.written, d = e->log.durable;
@@ -667,6 +722,11 @@ int pm_store_stats(pm_store *s, pm_stats *o, pm_err *err) {
   o->commits = e->commits;
   o->dropped_bytes = e->dropped_bytes;
   o->catchups = e->catchups;
+  o->shrinks = e->shrinks;
+  o->shrink_reclaimed_bytes = e->shrink_reclaimed;
+  o->shrink_last_ms = e->shrink_last_ms;
+  o->shrink_last_duration_us = e->shrink_last_us;
+  o->shrink_running = __atomic_load_n(&e->shrink_running, __ATOMIC_ACQUIRE);
   pm_cache_stats cs;
   pm_cache_get_stats(e->cache, &cs);
   o->cache_capacity = (uint64_t)cs.capacity;
@@ -729,9 +789,11 @@ int pm_store_check(pm_store *s, char **report, pm_err *err) {
 }
 
 int pm_store_shrink(pm_store *s, char **summary, pm_err *err) {
-  (void)s;
   *summary = NULL;
-  return pm_err_set(err, PM_ERROR, "shrink is not available yet in this version");
+  int rc = pm_engine_handle_ok(s, err);
+  if (rc) return rc;
+  if (s->readonly || s->e->readonly) return pm_err_set(err, PM_READONLY, "the store is read-only");
+  return pm_engine_shrink(s->e, s->busy_ms, summary, err);
 }
 
 int pm_store_set_creator(pm_store *s, const char *creator, pm_err *err) {
@@ -744,7 +806,7 @@ int pm_store_set_creator(pm_store *s, const char *creator, pm_err *err) {
   if (!rc) {
     char *old = e->log.man.creator;
     e->log.man.creator = c;
-    rc = pm_manifest_write(e->io, e->dir, &e->log.man, err);
+    rc = pm_manifest_write(e->io, e->dir, &e->log.man, NULL, err);
     if (rc) { e->log.man.creator = old; pm_free(c); } else { pm_free(old); e->manifest_gen = e->log.man.gen; }
   }
   pm_txn_abort(t);

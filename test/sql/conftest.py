@@ -93,10 +93,20 @@ def shell_dir(tmp_path_factory):
     return str(d)
 
 
+def shell_env():
+    """The environment for the sqlite3 shell. Debian's shell refuses any
+    libsqlite3 but its own ("SQLite header and source version mismatch"), so
+    a run on another SQLite (PM_SQLITE_LIB) leaves the shell on Debian's."""
+    env = os.environ.copy()
+    if os.environ.get("PM_SQLITE_LIB"):
+        env.pop("LD_LIBRARY_PATH", None)
+    return env
+
+
 def run_shell(script, db=":memory:", cwd=None, args=(), check=True, timeout=60):
     """Run the sqlite3 shell on db with script on standard input."""
     proc = subprocess.run([SHELL, *args, db], input=script, text=True, capture_output=True,
-                          cwd=cwd, timeout=timeout, env=os.environ.copy())
+                          cwd=cwd, timeout=timeout, env=shell_env())
     if check and proc.returncode != 0:
         raise AssertionError(f"sqlite3 failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

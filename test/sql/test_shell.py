@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, SHELL, connect, run_shell
+from conftest import REPO, SHELL, connect, run_shell, shell_env
 
 SCRIPTS = sorted(glob.glob(os.path.join(REPO, "sql", "*.sql")))
 
@@ -27,7 +27,7 @@ def run_script(path, bail, cwd):
     cmd = [SHELL] + (["-bail"] if bail else []) + [":memory:"]
     if shutil.which("stdbuf"):
         cmd = ["stdbuf", "-oL"] + cmd
-    proc = subprocess.run(cmd, input=text, text=True, cwd=cwd, timeout=120,
+    proc = subprocess.run(cmd, input=text, text=True, cwd=cwd, timeout=120, env=shell_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     return proc, text
 
@@ -91,7 +91,7 @@ def test_producer_and_consumer_shells_share_a_queue(tmp, shell_dir):
     consumer = setup + ("DELETE FROM q WHERE key = (SELECT key FROM q ORDER BY seq LIMIT 1);\n"
                         "SELECT changes();\n") * (n // 2 + 50)
     procs = [subprocess.Popen([SHELL, ":memory:"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=shell_dir)
+                              stderr=subprocess.PIPE, text=True, cwd=shell_dir, env=shell_env())
              for _ in range(3)]
     outs = [p.communicate(s, timeout=120) for p, s in zip(procs, [producer, consumer, consumer])]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]

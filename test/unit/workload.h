@@ -318,8 +318,9 @@ static inline void wl_explain(const wl_run *r, uint64_t fp, long when, int all_k
 }
 
 /* After an open: the store must hold a state allowed after a restart that
-** lost nothing; the history continues from it, and what came after it in
-** the log can no longer appear. */
+** lost nothing; the history continues from it, and the commits after it in
+** the log can no longer appear. (An aborted group can, until its abort
+** record is durable: the open read that record, but did not sync it.) */
 static inline void wl_adopt(wl_run *r) {
   uint64_t fp;
   pm_err err;
@@ -327,7 +328,8 @@ static inline void wl_adopt(wl_run *r) {
   long i = wl_match(r, fp, WL_NEVER - 1, 1);
   if (i < 0) { r->lost++; return; }
   long now = wl_now(r);
-  for (size_t j = (size_t)i + 1; j < r->n; j++) if (r->e[j].gone == WL_NEVER) r->e[j].gone = now;
+  for (size_t j = (size_t)i + 1; j < r->n; j++)
+    if (!r->e[j].phantom && r->e[j].gone == WL_NEVER) r->e[j].gone = now;
   r->cur = r->e[i].model;
 }
 
