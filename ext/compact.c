@@ -102,7 +102,8 @@ int pm_store_recover(const char *path, const pm_options *o, char **report, pm_er
   if (!rc) {
     pm_index_load_begin(e->ix);
     pm_pos from = { e->log.files[0].num, PM_SEG_HEADER };
-    rc = pm_log_scan(&e->log, from, (pm_pos){ 0, 0 }, PM_SCAN_SALVAGE, (pm_pos){ 0, 0 }, pm_engine_apply_load, e, &sv.scan, err);
+    pm_loader l = { e, e->ix, 0 };
+    rc = pm_log_scan(&e->log, from, (pm_pos){ 0, 0 }, PM_SCAN_SALVAGE, (pm_pos){ 0, 0 }, pm_engine_apply_load, &l, &sv.scan, err);
     if (!rc && pm_index_load_end(e->ix)) rc = pm_err_set(err, PM_NOMEM, "out of memory");
     e->next_seq = sv.scan.max_seq + 1 > e->log.man.seq_hw ? sv.scan.max_seq + 1 : e->log.man.seq_hw;
   }
@@ -153,6 +154,7 @@ typedef struct shrink_job {
   uint32_t *inputs;
   uint32_t ninputs;
   uint64_t snap;
+  pm_index *ix;              /* the index the snapshot reads */
   int pinned;
   uint32_t *outputs;
   uint32_t noutputs;
@@ -207,7 +209,7 @@ static int shrink_begin_locked(shrink_job *j, pm_err *err) {
   }
   pthread_rwlock_unlock(&e->log.segs_lock);
   if (!j->inputs) return pm_err_set(err, PM_NOMEM, "out of memory");
-  if (pm_engine_pin_latest(e, &j->snap)) return pm_err_set(err, PM_NOMEM, "out of memory");
+  if (pm_engine_pin_latest(e, &j->snap, &j->ix)) return pm_err_set(err, PM_NOMEM, "out of memory");
   j->pinned = 1;
   return PM_OK;
 }
@@ -294,12 +296,12 @@ static size_t collect_batch(shrink_job *j, pm_ientry *batch, uint8_t **kbuf, siz
   pm_engine *e = j->e;
   size_t n = 0, klen = 0;
   pthread_rwlock_rdlock(&e->ix_lock);
-  if (*gen != pm_index_generation(e->ix)) {
-    *pos = pm_index_seek(e->ix, *from);
-    *gen = pm_index_generation(e->ix);
+  if (*gen != pm_index_generation(j->ix)) {
+    *pos = pm_index_seek(j->ix, *from);
+    *gen = pm_index_generation(j->ix);
   }
   pm_ientry ie;
-  while (n < COPY_BATCH && pm_index_next(e->ix, pos, j->snap, &ie) == PM_OK) {
+  while (n < COPY_BATCH && pm_index_next(j->ix, pos, j->snap, &ie) == PM_OK) {
     *from = ie.seq + 1;
     if (!is_input(j, ie.seg)) continue;
     if (klen + ie.key.len > *kcap) {
@@ -356,6 +358,10 @@ static int new_segment_list(const shrink_job *j, pm_manifest *m) {
 /* Step 3, under the writer lock: the new manifest, then the segment table. */
 static int shrink_switch_locked(shrink_job *j, pm_err *err) {
   pm_engine *e = j->e;
+  pthread_mutex_lock(&e->catch_mu);           /* the newest manifest and high-water marks */
+  int rc = pm_engine_catch_up_locked(e, 1, err);
+  pthread_mutex_unlock(&e->catch_mu);
+  if (rc) return rc;
   pm_manifest m;
   if (pm_log_manifest_copy(&e->log, &m) || new_segment_list(j, &m)) {
     pm_manifest_clear(&m);
@@ -365,7 +371,7 @@ static int shrink_switch_locked(shrink_job *j, pm_err *err) {
   m.int_hw = e->int_hw;
   m.has_int_hw = e->has_int_hw;
   int renamed = 0;
-  int rc = pm_manifest_write(e->io, e->dir, &m, &renamed, err);
+  rc = pm_manifest_write(e->io, e->dir, &m, &renamed, err);
   if (rc && renamed) {
     /* Old or new manifest: a reopen will tell. Keep every file both name. */
     j->switched = 1;
@@ -434,6 +440,10 @@ int pm_engine_shrink(pm_engine *e, uint64_t busy_ms, char **summary, pm_err *err
   *summary = NULL;
   if (e->log.failed) return pm_engine_stopped_error(e, err);
   if (pthread_mutex_trylock(&e->shrink_mu)) return pm_err_set(err, PM_BUSY, "a shrink is already running");
+  if (pm_lock_shrink_try(&e->lock)) {
+    pthread_mutex_unlock(&e->shrink_mu);
+    return pm_err_set(err, PM_BUSY, "a shrink is already running in another process");
+  }
   __atomic_store_n(&e->shrink_running, 1, __ATOMIC_RELEASE);
   uint64_t t0 = pm_now_ns();
   shrink_job j;
@@ -445,7 +455,7 @@ int pm_engine_shrink(pm_engine *e, uint64_t busy_ms, char **summary, pm_err *err
     if (j.writing) pm_segw_discard(&e->log, j.w.num, &j.w);
     for (uint32_t i = 0; i < j.noutputs; i++) pm_segw_discard(&e->log, j.outputs[i], NULL);
   }
-  if (j.pinned) pm_engine_unpin(e, j.snap);
+  if (j.pinned) pm_engine_unpin(e, j.snap, j.ix);
   uint64_t us = (pm_now_ns() - t0) / 1000;
   if (!rc) {
     uint64_t after = log_bytes(&e->log);
@@ -460,6 +470,7 @@ int pm_engine_shrink(pm_engine *e, uint64_t busy_ms, char **summary, pm_err *err
   pm_free(j.moved.recs);
   pm_free(j.moved.keys);
   __atomic_store_n(&e->shrink_running, 0, __ATOMIC_RELEASE);
+  pm_lock_shrink_release(&e->lock);
   pthread_mutex_unlock(&e->shrink_mu);
   return rc;
 }
@@ -508,7 +519,10 @@ static int wants_shrink(pm_engine *e) {
 void pm_engine_upkeep(pm_engine *e) {
   if (e->readonly || e->log.failed) return;
   uint64_t retired = pm_load64(&e->retired_at);
-  if (retired && pm_engine_oldest_visible(e) > retired &&
+  pthread_mutex_lock(&e->snap_mu);
+  int old_indexes = e->nold_ix > 0;
+  pthread_mutex_unlock(&e->snap_mu);
+  if (retired && !old_indexes && pm_engine_oldest_visible(e) > retired &&
       !__atomic_load_n(&e->shrink_running, __ATOMIC_ACQUIRE)) {
     pm_log_drop_retired(&e->log);
     pm_store64(&e->retired_at, 0);

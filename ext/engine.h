@@ -21,6 +21,16 @@
 
 typedef struct pm_engine pm_engine;
 
+/* A pinned snapshot: a seq and the index it reads. */
+typedef struct pm_pin { uint64_t seq; pm_index *ix; } pm_pin;
+
+/* What recovery's scan feeds: the index being loaded, and the figures. */
+typedef struct pm_loader {
+  pm_engine *e;
+  pm_index *ix;
+  uint64_t last_seq;     /* newest committed group seen */
+} pm_loader;
+
 struct pm_engine {
   /* Registry */
   pm_engine *next;
@@ -56,8 +66,11 @@ struct pm_engine {
 
   /* Snapshots pinned by readers (oldest keeps index versions alive). */
   pthread_mutex_t snap_mu;
-  uint64_t *pins;
+  pm_pin *pins;
   size_t npins, cap_pins;
+  pm_index **old_ix;           /* indexes replaced after another process's
+                                  compaction, kept while snapshots read them */
+  size_t nold_ix;
 
   /* The writer: one transaction at a time in this process. */
   pthread_mutex_t wmu;
@@ -137,14 +150,15 @@ int pm_engine_check_key(const pm_key *k, pm_err *err);
 int pm_engine_catch_up_locked(pm_engine *e, int writer, pm_err *err);
 /* Apply a committed group to the index (exclusive index lock held). */
 int pm_engine_apply_group(pm_engine *e, const pm_group *g, pm_err *err);
-/* Recovery: apply a committed group in load mode (any order). ctx is the engine. */
+/* Recovery: apply a committed group in load mode (any order). ctx is a pm_loader. */
 int pm_engine_apply_load(void *ctx, const pm_group *g, pm_err *err);
 /* The state to publish in shared memory (writer or lone engine, catch_mu held). */
 pm_shared pm_engine_shared_state(pm_engine *e, pm_pos prepared);
-/* Pin the newest committed state as a snapshot; PM_NOMEM. */
-int pm_engine_pin_latest(pm_engine *e, uint64_t *seq);
-/* Release a pin taken by pm_engine_pin_latest. */
-void pm_engine_unpin(pm_engine *e, uint64_t seq);
+/* Pin the newest committed state as a snapshot (its seq and index); PM_NOMEM. */
+int pm_engine_pin_latest(pm_engine *e, uint64_t *seq, pm_index **ix);
+/* Release a pin taken by pm_engine_pin_latest; frees a replaced index that no
+** snapshot reads any more. */
+void pm_engine_unpin(pm_engine *e, uint64_t seq, pm_index *ix);
 /* What an index compaction must keep: the oldest pinned snapshot, or the
 ** newest published state. */
 uint64_t pm_engine_oldest_visible(pm_engine *e);

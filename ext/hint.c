@@ -127,7 +127,7 @@ int pm_hint_write(pm_log *log, uint32_t seg, pm_err *err) {
   hint_buf b = { 0 };
   if (!hb_grow(&b, HINT_HEADER)) return pm_err_set(err, PM_NOMEM, "out of memory writing a hint file");
   pm_scan scan;
-  int rc = pm_log_scan(log, (pm_pos){ seg, PM_SEG_HEADER }, (pm_pos){ seg, size }, PM_SCAN_BOUNDED,
+  int rc = pm_log_scan(log, (pm_pos){ seg, PM_SEG_HEADER }, (pm_pos){ seg, size }, PM_SCAN_BOUNDED | PM_SCAN_CHAIN,
                        (pm_pos){ 0, 0 }, collect_group, &b, &scan, err);
   if (!rc && b.oom) rc = pm_err_set(err, PM_NOMEM, "out of memory writing a hint file");
   if (!rc) {
@@ -258,7 +258,7 @@ int pm_hint_check(pm_log *log, const pm_segfile *f, char **report, pm_err *err) 
   hint_buf b = { 0 };
   pm_scan scan;
   hb_grow(&b, HINT_HEADER);
-  rc = pm_log_scan(log, (pm_pos){ f->num, PM_SEG_HEADER }, (pm_pos){ f->num, f->size }, PM_SCAN_BOUNDED,
+  rc = pm_log_scan(log, (pm_pos){ f->num, PM_SEG_HEADER }, (pm_pos){ f->num, f->size }, PM_SCAN_BOUNDED | PM_SCAN_CHAIN,
                    (pm_pos){ 0, 0 }, collect_group, &b, &scan, err);
   if (!rc && b.oom) rc = pm_err_set(err, PM_NOMEM, "out of memory");
   if (!rc && (b.n != n - 8 || memcmp(b.p + HINT_HEADER, buf + HINT_HEADER, b.n - HINT_HEADER) != 0))

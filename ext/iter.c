@@ -31,6 +31,7 @@ struct pm_iter {
   pm_iter_spec spec;
   pm_snap own_snap;        /* pinned by the iterator when none was given */
   uint64_t snap;
+  pm_index *ix;            /* the index the snapshot reads */
   int phase;               /* 0: index rows, 1: transaction rows, 2: done */
   int index_started;
   uint64_t gen;            /* index generation pos belongs to */
@@ -73,7 +74,7 @@ static int keep_key(pm_iter *it, iter_row *row, const pm_key *k) {
 
 /* Position in the index: first use, or after a compaction renumbered it. */
 static void index_position(pm_iter *it) {
-  pm_index *ix = it->e->ix;
+  pm_index *ix = it->ix;
   if (it->index_started && it->gen == pm_index_generation(ix)) return;
   if (!it->spec.desc) {
     uint64_t from = it->index_started ? it->last_seq + 1 : it->spec.min_seq;
@@ -96,8 +97,8 @@ static int fill_from_index(pm_iter *it, pm_err *err) {
   index_position(it);
   while (it->nrows < ITER_BATCH) {
     pm_ientry ie;
-    int rc = it->spec.desc ? pm_index_prev(e->ix, &it->pos, it->snap, &ie)
-                           : pm_index_next(e->ix, &it->pos, it->snap, &ie);
+    int rc = it->spec.desc ? pm_index_prev(it->ix, &it->pos, it->snap, &ie)
+                           : pm_index_next(it->ix, &it->pos, it->snap, &ie);
     if (rc) { done = 1; break; }
     it->last_seq = ie.seq;
     if (!seq_in_range(it, ie.seq)) {
@@ -168,13 +169,16 @@ int pm_iter_open(pm_store *s, pm_txn *txn, const pm_snap *snap, const pm_iter_sp
   it->spec = *spec;
   if (txn) {
     it->tend = txn->nops;
+    it->ix = s->e->ix;                        /* the writer's: it cannot be replaced now */
     it->snap = pm_load64(&s->e->last_seq);     /* the writer's view: nothing newer can commit */
   } else if (snap) {
     it->snap = snap->seq;
+    it->ix = snap->index ? snap->index : s->e->ix;
   } else {
     rc = pm_store_snap_begin(s, &it->own_snap, err);
     if (rc) { pm_free(it); return rc; }
     it->snap = it->own_snap.seq;
+    it->ix = it->own_snap.index;
   }
   *out = it;
   return PM_OK;

@@ -13,6 +13,7 @@
 #define LOCK_WRITER (LOCK_BASE + 0)
 #define LOCK_OPEN   (LOCK_BASE + 1)
 #define LOCK_INIT   (LOCK_BASE + 2)
+#define LOCK_SHRINK (LOCK_BASE + 3)
 
 static const char SHM_MAGIC[8] = { 'P', 'M', 'A', 'P', 'S', 'H', 'M', '1' };
 
@@ -106,6 +107,15 @@ int pm_lock_writer_acquire(pm_lock *l, uint64_t timeout_ms, pm_err *err) {
 
 void pm_lock_writer_release(pm_lock *l) {
   if (l->fd >= 0) l->io->lock(l->fd, F_UNLCK, LOCK_WRITER, 1, 0);
+}
+
+int pm_lock_shrink_try(pm_lock *l) {
+  if (l->fd < 0 || !l->writable) return 0;
+  return l->io->lock(l->fd, F_WRLCK, LOCK_SHRINK, 1, 0) < 0 ? -1 : 0;
+}
+
+void pm_lock_shrink_release(pm_lock *l) {
+  if (l->fd >= 0 && l->writable) l->io->lock(l->fd, F_UNLCK, LOCK_SHRINK, 1, 0);
 }
 
 uint64_t pm_shm_counter(const pm_lock *l) { return l->map ? ld(l, F_COUNTER) : 0; }

@@ -16,7 +16,8 @@
 **   WRITER  exclusive, held by the one writer of the store;
 **   OPEN    shared by every engine that has the store open, tried
 **           exclusively to learn whether an engine is alone;
-**   INIT    exclusive, serializes opening, creating and recovering.
+**   INIT    exclusive, serializes opening, creating and recovering;
+**   SHRINK  exclusive, held by the one compaction running.
 ** A process that dies loses its locks, so a killed writer never blocks the
 ** next.
 **
@@ -70,6 +71,10 @@ int pm_lock_alone(pm_lock *l);
 /* WRITER lock: waits up to timeout_ms (polling), then PM_BUSY. */
 int pm_lock_writer_acquire(pm_lock *l, uint64_t timeout_ms, pm_err *err);
 void pm_lock_writer_release(pm_lock *l);
+
+/* SHRINK lock: one compaction at a time across processes. 0, or -1 if held. */
+int pm_lock_shrink_try(pm_lock *l);
+void pm_lock_shrink_release(pm_lock *l);
 
 /* The shared counter: one atomic load. 0 without a shared file. */
 uint64_t pm_shm_counter(const pm_lock *l);

@@ -393,13 +393,18 @@ static int manifest_has(const pm_manifest *m, uint32_t num) {
   return 0;
 }
 
-int pm_log_follow(pm_log *log, const pm_manifest *m, pm_err *err) {
-  for (uint32_t i = 0; i < log->nfiles; i++)
-    if (!log->files[i].retired && !manifest_has(m, log->files[i].num)) return PM_BUSY;
+int pm_log_follow(pm_log *log, const pm_manifest *m, int *removed, pm_err *err) {
   pm_manifest copy;
   if (pm_manifest_copy(&copy, m)) return pm_err_set(err, PM_NOMEM, "out of memory");
-  pm_manifest_clear(&log->man);
-  log->man = copy;
+  *removed = 0;
+  pthread_rwlock_wrlock(&log->segs_lock);
+  for (uint32_t i = 0; i < log->nfiles; i++) {
+    if (log->files[i].retired || manifest_has(m, log->files[i].num)) continue;
+    log->files[i].retired = 1;             /* compacted away by another process */
+    *removed = 1;
+  }
+  pthread_rwlock_unlock(&log->segs_lock);
+  pm_log_set_manifest(log, &copy);
   for (uint32_t j = 0; j < m->nsegs; j++) {
     if (seg_find(log, m->segs[j])) continue;
     pm_segfile f;
@@ -1078,10 +1083,13 @@ static int log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos hin
   s.buf = pm_malloc(RBUF_CAP);
   if (!s.buf) return pm_err_set(err, PM_NOMEM, "out of memory during recovery");
   int rc = PM_OK, stop = 0;
-  for (uint32_t i = 0; i < log->nfiles && !rc && !stop; i++) {
+  for (uint32_t i = 0; i < log->nfiles && !rc; i++) {
     pm_segfile *f = &log->files[i];
     if (f->num < from.seg) continue;
-    if (limit.seg && f->num > limit.seg) break;
+    /* A torn tail ends the append chain, not the compaction outputs after it. */
+    if (stop && !f->output) continue;
+    /* Past the limit only compaction outputs remain to read (all of them). */
+    if (limit.seg && f->num > limit.seg && (chain || !f->output)) continue;
     uint64_t off = f->num == from.seg ? from.off : PM_SEG_HEADER;
     if (f->retired || (chain && f->output && f->num > from.seg)) continue;
     s.in_output = f->output;

@@ -164,10 +164,11 @@ uint32_t pm_log_alloc_segment(pm_log *log);
 /* Create the first segment of a new store and write its manifest. */
 int pm_log_create(const pm_io *io, const char *dir, pm_manifest *m, pm_err *err);
 
-/* Make the segment table follow a newer manifest (segments added by another
-** process's roll-over). Returns PM_OK, or PM_BUSY if a segment this log has
-** was removed (the caller must reload the whole store). */
-int pm_log_follow(pm_log *log, const pm_manifest *m, pm_err *err);
+/* Make the segment table follow a newer manifest written by another
+** process: segments it added are opened; segments it dropped (a compaction)
+** are retired, kept open for readers, and *removed is set: the caller must
+** then rebuild its index from the new segments. */
+int pm_log_follow(pm_log *log, const pm_manifest *m, int *removed, pm_err *err);
 
 /* Read len bytes of the value of the record at pos (key length klen). */
 int pm_log_read_value(pm_log *log, pm_pos at, uint32_t klen, uint8_t *dst, uint32_t len,

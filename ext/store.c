@@ -152,17 +152,36 @@ static void note_record(pm_engine *e, const pm_grec *r, const uint8_t *key) {
 
 /* Recovery: apply a committed group in load mode (any order). */
 int pm_engine_apply_load(void *ctx, const pm_group *g, pm_err *err) {
-  pm_engine *e = ctx;
+  pm_loader *l = ctx;
   for (size_t i = 0; i < g->n; i++) {
     const pm_grec *r = &g->recs[i];
     pm_key k = { r->ktype, r->klen, g->keys + r->key_off };
     int rc = r->type == PM_REC_PUT
-        ? pm_index_load_put(e->ix, &k, r->seq, r->at.seg, r->at.off, r->vlen, r->vtype)
-        : pm_index_load_delete(e->ix, &k, r->seq);
+        ? pm_index_load_put(l->ix, &k, r->seq, r->at.seg, r->at.off, r->vlen, r->vtype)
+        : pm_index_load_delete(l->ix, &k, r->seq);
     if (rc == PM_NOMEM) return pm_err_set(err, PM_NOMEM, "out of memory building the index");
-    note_record(e, r, k.data);
+    note_record(l->e, r, k.data);
   }
-  if (g->id > e->last_seq) e->last_seq = g->id;
+  if (g->id > l->last_seq) l->last_seq = g->id;
+  return PM_OK;
+}
+
+/* Build a fresh index of the log up to limit ({0,0}: its end, a torn tail
+** allowed) from hint files and the segments without one. */
+static int load_index(pm_engine *e, pm_pos limit, pm_pos durable_hint, pm_index **out,
+                      pm_scan *scan, uint64_t *last_seq, pm_err *err) {
+  pm_loader l = { e, pm_index_new(e->log.man.seed), 0 };
+  if (!l.ix) return pm_err_set(err, PM_NOMEM, "out of memory");
+  pm_index_load_begin(l.ix);
+  uint32_t first = 0;
+  for (uint32_t i = 0; i < e->log.nfiles && !first; i++) if (!e->log.files[i].retired) first = e->log.files[i].num;
+  int mode = (limit.seg ? PM_SCAN_BOUNDED : PM_SCAN_OPEN) | PM_SCAN_HINTS;
+  int rc = pm_log_scan(&e->log, (pm_pos){ first, PM_SEG_HEADER }, limit, mode, durable_hint,
+                       pm_engine_apply_load, &l, scan, err);
+  if (!rc && pm_index_load_end(l.ix) != PM_OK) rc = pm_err_set(err, PM_NOMEM, "out of memory building the index");
+  if (rc) { pm_index_free(l.ix); return rc; }
+  *out = l.ix;
+  *last_seq = l.last_seq;
   return PM_OK;
 }
 
@@ -262,17 +281,9 @@ static int recover_index(pm_engine *e, pm_err *err) {
   pm_shared sh;
   pm_shm_read(&e->lock, &sh);
   if (alone && !e->readonly) remove_orphans(e);
-  e->ix = pm_index_new(m->seed);
-  if (!e->ix) return pm_err_set(err, PM_NOMEM, "out of memory");
-  pm_index_load_begin(e->ix);
   pm_scan scan;
-  pm_pos from = { e->log.files[0].num, PM_SEG_HEADER };
   pm_pos hint = valid ? pm_shm_durable(&e->lock) : (pm_pos){ 0, 0 };
-  int rc = alone ? pm_log_scan(&e->log, from, (pm_pos){ 0, 0 }, PM_SCAN_OPEN | PM_SCAN_HINTS, hint,
-                               pm_engine_apply_load, e, &scan, err)
-                 : pm_log_scan(&e->log, from, sh.commit, PM_SCAN_BOUNDED | PM_SCAN_HINTS, hint,
-                               pm_engine_apply_load, e, &scan, err);
-  if (!rc && pm_index_load_end(e->ix) != PM_OK) rc = pm_err_set(err, PM_NOMEM, "out of memory building the index");
+  int rc = load_index(e, alone ? (pm_pos){ 0, 0 } : sh.commit, hint, &e->ix, &scan, &e->last_seq, err);
   if (rc) return rc;
   e->next_seq = m->seq_hw;
   if (scan.max_seq + 1 > e->next_seq) e->next_seq = scan.max_seq + 1;
@@ -386,6 +397,8 @@ static void engine_free(pm_engine *e) {
   pthread_mutex_destroy(&e->bg_mu);
   pthread_cond_destroy(&e->bg_cv);
   pm_free(e->pins);
+  for (size_t i = 0; i < e->nold_ix; i++) pm_index_free(e->old_ix[i]);
+  pm_free(e->old_ix);
   pm_free(e->dir);
   pm_free(e);
 }
@@ -521,15 +534,46 @@ int pm_engine_handle_ok(pm_store *s, pm_err *err) {
 /* ======================================================================== */
 
 /* Follow a manifest another engine rewrote (a roll-over). */
-static int follow_manifest(pm_engine *e, pm_err *err) {
+static void free_unread_indexes(pm_engine *e);
+
+/* Another process compacted the log: build a new index from the new
+** segments up to its commit point and put it in place. Snapshots already
+** taken keep reading the old one (and the retired segments) until they end. */
+static int reload_index(pm_engine *e, pm_pos upto, pm_err *err) {
+  pm_index *ix;
+  pm_scan scan;
+  uint64_t last = 0;
+  int rc = load_index(e, upto, (pm_pos){ 0, 0 }, &ix, &scan, &last, err);
+  if (rc) return rc;
+  pthread_rwlock_wrlock(&e->ix_lock);
+  pthread_mutex_lock(&e->snap_mu);
+  pm_index **old = pm_realloc(e->old_ix, sizeof *old * (e->nold_ix + 1));
+  if (old) {
+    e->old_ix = old;
+    e->old_ix[e->nold_ix++] = e->ix;
+    e->ix = ix;
+    free_unread_indexes(e);
+  }
+  pthread_mutex_unlock(&e->snap_mu);
+  pthread_rwlock_unlock(&e->ix_lock);
+  if (!old) { pm_index_free(ix); return pm_err_set(err, PM_NOMEM, "out of memory"); }
+  e->applied = upto;
+  if (last > pm_load64(&e->last_seq)) pm_store64(&e->last_seq, last);
+  pm_store64(&e->retired_at, pm_load64(&e->last_seq));
+  e->catchups++;
+  return PM_OK;
+}
+
+/* Follow a manifest another engine rewrote: a roll-over, or a compaction. */
+static int follow_manifest(pm_engine *e, pm_pos upto, pm_err *err) {
   pm_manifest m;
+  int removed = 0;
   int rc = pm_manifest_read(e->io, e->dir, &m, err);
   if (rc) return rc;
-  rc = pm_log_follow(&e->log, &m, err);
-  if (rc == PM_BUSY)
-    rc = pm_err_set(err, PM_BUSY, "the store was compacted by another process; reopen it");
+  rc = pm_log_follow(&e->log, &m, &removed, err);
   if (!rc) e->manifest_gen = m.gen;
   pm_manifest_clear(&m);
+  if (!rc && removed) rc = reload_index(e, upto, err);
   return rc;
 }
 
@@ -542,7 +586,7 @@ int pm_engine_catch_up_locked(pm_engine *e, int writer, pm_err *err) {
   pm_shm_read(&e->lock, &sh);
   if (sh.counter == e->shm_seen && !writer) return PM_OK;
   int rc = PM_OK;
-  if (sh.manifest_gen != e->manifest_gen) rc = follow_manifest(e, err);
+  if (sh.manifest_gen != e->manifest_gen) rc = follow_manifest(e, sh.commit, err);
   pm_pos upto = writer && pm_pos_cmp(sh.prepared, sh.commit) > 0 ? sh.prepared : sh.commit;
   if (!rc && sh.commit.seg && pm_pos_cmp(upto, e->applied) > 0) {
     pm_scan scan;
@@ -576,34 +620,50 @@ static int catch_up(pm_engine *e, pm_err *err) {
 /* Pin the newest committed state as a snapshot. Under snap_mu, so that an
 ** index compaction (which keeps what the oldest pin can see) never runs
 ** between reading last_seq and pinning it. */
-int pm_engine_pin_latest(pm_engine *e, uint64_t *seq) {
+int pm_engine_pin_latest(pm_engine *e, uint64_t *seq, pm_index **ix) {
   pthread_mutex_lock(&e->snap_mu);
   if (e->npins == e->cap_pins) {
     size_t cap = e->cap_pins ? e->cap_pins * 2 : 16;
-    uint64_t *p = pm_realloc(e->pins, cap * sizeof *p);
+    pm_pin *p = pm_realloc(e->pins, cap * sizeof *p);
     if (!p) { pthread_mutex_unlock(&e->snap_mu); return PM_NOMEM; }
     e->pins = p;
     e->cap_pins = cap;
   }
   *seq = pm_load64(&e->last_seq);
-  e->pins[e->npins++] = *seq;
+  *ix = e->ix;
+  e->pins[e->npins++] = (pm_pin){ *seq, *ix };
   pthread_mutex_unlock(&e->snap_mu);
   return PM_OK;
 }
 
-void pm_engine_unpin(pm_engine *e, uint64_t seq) {
+/* Free the replaced indexes no pin reads (snap_mu held). */
+static void free_unread_indexes(pm_engine *e) {
+  size_t kept = 0;
+  for (size_t i = 0; i < e->nold_ix; i++) {
+    int read = 0;
+    for (size_t p = 0; p < e->npins && !read; p++) read = e->pins[p].ix == e->old_ix[i];
+    if (read) e->old_ix[kept++] = e->old_ix[i];
+    else pm_index_free(e->old_ix[i]);
+  }
+  e->nold_ix = kept;
+}
+
+void pm_engine_unpin(pm_engine *e, uint64_t seq, pm_index *ix) {
   pthread_mutex_lock(&e->snap_mu);
   for (size_t i = 0; i < e->npins; i++)
-    if (e->pins[i] == seq) { e->pins[i] = e->pins[--e->npins]; break; }
+    if (e->pins[i].seq == seq && e->pins[i].ix == ix) { e->pins[i] = e->pins[--e->npins]; break; }
+  if (ix != e->ix) free_unread_indexes(e);
   pthread_mutex_unlock(&e->snap_mu);
 }
 
-/* What an index compaction must keep visible: the oldest pinned snapshot,
-** and the newest published state (readers without a pin use it). */
+/* What an index compaction must keep visible: the oldest snapshot pinned on
+** the current index, and the newest published state (readers without a pin
+** use it). */
 uint64_t pm_engine_oldest_visible(pm_engine *e) {
   pthread_mutex_lock(&e->snap_mu);
   uint64_t m = pm_load64(&e->last_seq);
-  for (size_t i = 0; i < e->npins; i++) if (e->pins[i] < m) m = e->pins[i];
+  for (size_t i = 0; i < e->npins; i++)
+    if (e->pins[i].ix == e->ix && e->pins[i].seq < m) m = e->pins[i].seq;
   pthread_mutex_unlock(&e->snap_mu);
   return m;
 }
@@ -611,13 +671,15 @@ uint64_t pm_engine_oldest_visible(pm_engine *e) {
 int pm_store_snap_begin(pm_store *s, pm_snap *snap, pm_err *err) {
   int rc = pm_engine_handle_ok(s, err);
   if (!rc) rc = catch_up(s->e, err);
-  if (!rc && pm_engine_pin_latest(s->e, &snap->seq)) rc = pm_err_set(err, PM_NOMEM, "out of memory");
+  pm_index *ix = NULL;
+  if (!rc && pm_engine_pin_latest(s->e, &snap->seq, &ix)) rc = pm_err_set(err, PM_NOMEM, "out of memory");
   snap->priv = rc ? NULL : s->e;
+  snap->index = ix;
   return rc;
 }
 
 void pm_store_snap_end(pm_store *s, pm_snap *snap) {
-  if (snap->priv) pm_engine_unpin(s->e, snap->seq);
+  if (snap->priv) pm_engine_unpin(s->e, snap->seq, snap->index);
   snap->priv = NULL;
 }
 
@@ -650,7 +712,8 @@ int pm_engine_lookup(pm_engine *e, const pm_snap *snap, const pm_key *k, pm_valu
                      pm_meta *meta, pm_err *err) {
   pm_ientry ie;
   pthread_rwlock_rdlock(&e->ix_lock);
-  int rc = pm_index_find(e->ix, k, snap ? snap->seq : pm_load64(&e->last_seq), &ie);
+  pm_index *ix = snap && snap->index ? snap->index : e->ix;
+  int rc = pm_index_find(ix, k, snap ? snap->seq : pm_load64(&e->last_seq), &ie);
   pthread_rwlock_unlock(&e->ix_lock);
   if (rc) return rc;
   if (meta) *meta = (pm_meta){ ie.seq, ie.vtype, ie.vlen };

@@ -80,6 +80,7 @@ int pm_store_close(pm_store *s, pm_err *err);
 typedef struct pm_snap {
   uint64_t seq;     /* the state after the commit that wrote this seq */
   void *priv;       /* engine bookkeeping */
+  void *index;      /* ... and the index it reads */
 } pm_snap;
 
 /* Row metadata, known without reading the value. */

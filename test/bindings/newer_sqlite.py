@@ -16,6 +16,7 @@ Usage: /usr/bin/python3 test/bindings/newer_sqlite.py [pytest arguments]
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -59,8 +60,10 @@ def main():
         if isinstance(e, KeyboardInterrupt):
             raise
         die(f"cannot build the newer SQLite: {e}")
-    inc = headers(libdir)
     objdir = os.path.join(REPO, "build", "sqlite-newer", "ext")
+    if not os.path.exists(os.path.join(libdir, "include", "sqlite3ext.h")):
+        shutil.rmtree(objdir, ignore_errors=True)      # objects of other headers
+    inc = headers(libdir)
     so = os.path.join(objdir, "persistmap.so")
     make = subprocess.run(["make", "-s", "-C", REPO, f"BUILD={objdir}", f"CFLAGS=-O2 -g -I{inc}", so],
                           capture_output=True, text=True)

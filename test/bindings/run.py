@@ -154,17 +154,18 @@ def prep_node(log):
     need(os.path.join(nodedir, "include", "node", "node.h"), "Node's headers, to compile better-sqlite3")
     out = os.path.join(WORK, "node")
     os.makedirs(out, exist_ok=True)
-    for f in ("package.json", "scenario.js"):
+    files = ("package.json", "package-lock.json", "scenario.js")
+    for f in files:
         shutil.copy(os.path.join(HERE, "node", f), out)
     addon = os.path.join(out, "node_modules", "better-sqlite3", "build", "Release", "better_sqlite3.node")
     stamp = os.path.join(out, ".installed")
-    want = open(os.path.join(HERE, "node", "package.json")).read() + version
+    want = "".join(open(os.path.join(HERE, "node", f)).read() for f in files[:2]) + version
     if not (os.path.exists(addon) and os.path.exists(stamp) and open(stamp).read() == want):
-        shutil.rmtree(os.path.join(out, "node_modules"), ignore_errors=True)
-        # From source: no prebuilt binary is downloaded (nor could be).
+        # The versions of package-lock.json, compiled from source: no prebuilt
+        # binary is downloaded (nor could be).
         env = dict(os.environ, npm_config_nodedir=nodedir, npm_config_build_from_source="true",
                    npm_config_jobs="2")
-        run([npm, "install", "--no-audit", "--no-fund", "--no-save", "--build-from-source"],
+        run([npm, "ci", "--no-audit", "--no-fund", "--build-from-source"],
             log, cwd=out, env=env, timeout=1800)
         need(addon, "npm install did not build better-sqlite3")
         with open(stamp, "w") as f:

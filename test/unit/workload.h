@@ -154,8 +154,9 @@ static inline void wl_plan_add(wl_plan *p, int step) {
 }
 
 /* The standard plan: open, txns transactions of every kind, a reopen half
-** way, syncs as the mode needs them (under NORMAL every fourth transaction,
-** standing in for the background sync; under OFF once, "when asked"), close. */
+** way, a compaction every twelfth transaction, syncs as the mode needs them
+** (under NORMAL every fourth transaction, standing in for the background
+** sync; under OFF once, "when asked"), close. */
 static inline void wl_plan_standard(wl_plan *p, int sync, int txns) {
   static const int kinds[8] = { WL_TXN, WL_TXN, WL_SAVEPOINT, WL_TXN, WL_PREPARED_ROLLBACK,
                                 WL_TXN, WL_REPREPARE, WL_ROLLBACK };
@@ -166,7 +167,7 @@ static inline void wl_plan_standard(wl_plan *p, int sync, int txns) {
     if (sync == PM_SYNC_NORMAL && i % 4 == 3) wl_plan_add(p, WL_SYNC);
     if (sync == PM_SYNC_OFF && i == txns * 2 / 3) wl_plan_add(p, WL_SYNC);
     if (i == txns / 2) wl_plan_add(p, WL_REOPEN);
-    /* Compaction joins the plan here once pm_store_shrink exists: WL_SHRINK. */
+    if (i % 12 == 11) wl_plan_add(p, WL_SHRINK);
   }
   wl_plan_add(p, WL_CLOSE);
 }
@@ -218,7 +219,8 @@ static inline void wl_options(const wl_env *env, pm_options *o) {
   o->sync = env->sync;
   o->io = env->io;
   o->segment_size = WL_SEGMENT;
-  o->sync_interval_ms = 3600u * 1000u;     /* no background sync: runs stay deterministic */
+  o->sync_interval_ms = 3600u * 1000u;     /* no background sync or compaction: */
+  o->auto_shrink = 0;                      /* runs stay deterministic */
   o->cache_size = env->cache_size;
 }
 

@@ -19,7 +19,7 @@ sub open_db {
                            { RaiseError => 1, PrintError => 0, AutoCommit => 1,
                              sqlite_unicode => 1 });
     $dbh->sqlite_enable_load_extension(1);
-    $dbh->sqlite_load_extension("./persistmap.so");
+    $dbh->sqlite_load_extension("./persistmap");
     $dbh->sqlite_enable_load_extension(0);
     # [/readme]
     return $dbh;
