@@ -162,9 +162,10 @@ $(BUILD)/bench_kv: test/bench/bench_kv.c $(TEST_HEADERS) $(BUILD)/libpmengine.a 
 $(BUILD)/cache_trace: test/bench/cache_trace.c $(TEST_HEADERS) $(BUILD)/libpmengine.a
 	$(CC) $(CFLAGS) $(BASE) -Iext -Itest/bench -o $@ $< $(BUILD)/libpmengine.a -lm
 
-bench: test-deps bench-deps $(BUILD)/bench_engine $(BUILD)/bench_sql $(BUILD)/bench_kv $(BUILD)/cache_trace persistmap.so
+bench: test-deps bench-deps $(BUILD)/bench_engine $(BUILD)/bench_compact $(BUILD)/bench_sql $(BUILD)/bench_kv $(BUILD)/cache_trace persistmap.so
 	rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR)
 	$(BUILD)/bench_engine $(BENCH_DIR) $(BENCH_N)
+	$(BUILD)/bench_compact $(BENCH_DIR) $(BENCH_N) && rm -rf $(BENCH_DIR)/compact-store
 	$(BUILD)/bench_sql -n $(BENCH_N) -r $(BENCH_REPS) -x ./persistmap.so -o $(BENCH_DIR)/sql.json $(BENCH_DIR)/sql
 	$(BUILD)/bench_kv -n $(BENCH_N) -r $(BENCH_REPS) -o $(BENCH_DIR)/kv.json $(BENCH_DIR)/kv
 	rm -rf $(BENCH_DIR)/sql $(BENCH_DIR)/kv

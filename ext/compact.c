@@ -164,6 +164,7 @@ typedef struct shrink_job {
   size_t cap_recs, cap_keys, keys_len;
   size_t out_first;          /* first record of the output being written */
   uint64_t bytes_before, bytes_after, copied;
+  uint64_t held_ns;          /* longest time the writer lock was held */
   int switched;
 } shrink_job;
 
@@ -290,9 +291,10 @@ static int copy_version(shrink_job *j, const pm_ientry *ie, uint8_t **buf, size_
 #define COPY_BATCH 256
 
 /* Collect up to COPY_BATCH versions visible at the snapshot that lie in
-** inputs, keys copied into *kbuf (offsets in key.data until fixed). */
+** inputs, keys copied into *kbuf (offsets in key.data until fixed). *oom is
+** set when the key buffer could not grow: the batch stops short. */
 static size_t collect_batch(shrink_job *j, pm_ientry *batch, uint8_t **kbuf, size_t *kcap,
-                            uint32_t *pos, uint64_t *gen, uint64_t *from) {
+                            uint32_t *pos, uint64_t *gen, uint64_t *from, int *oom) {
   pm_engine *e = j->e;
   size_t n = 0, klen = 0;
   pthread_rwlock_rdlock(&e->ix_lock);
@@ -308,7 +310,7 @@ static size_t collect_batch(shrink_job *j, pm_ientry *batch, uint8_t **kbuf, siz
       size_t cap = *kcap ? *kcap * 2 : 65536;
       while (cap < klen + ie.key.len) cap *= 2;
       uint8_t *p = pm_realloc(*kbuf, cap);
-      if (!p) break;
+      if (!p) { *oom = 1; break; }
       *kbuf = p;
       *kcap = cap;
     }
@@ -329,9 +331,10 @@ static int shrink_copy(shrink_job *j, pm_err *err) {
   size_t kcap = 0, vcap = 0, n;
   uint32_t pos = 0;
   uint64_t gen = UINT64_MAX, from = 0;
-  int rc = PM_OK;
-  while (!rc && (n = collect_batch(j, batch, &kbuf, &kcap, &pos, &gen, &from)) > 0)
+  int rc = PM_OK, oom = 0;
+  while (!rc && !oom && (n = collect_batch(j, batch, &kbuf, &kcap, &pos, &gen, &from, &oom)) > 0)
     for (size_t i = 0; i < n && !rc; i++) rc = copy_version(j, &batch[i], &vbuf, &vcap, err);
+  if (!rc && oom) rc = pm_err_set(err, PM_NOMEM, "out of memory");   /* never a short copy */
   if (!rc) rc = finish_output(j, err);
   pm_free(kbuf);
   pm_free(vbuf);
@@ -410,15 +413,21 @@ static void shrink_relocate(shrink_job *j) {
 /* Run the steps with the writer lock where they need it. */
 static int shrink_steps(shrink_job *j, pm_err *err) {
   pm_engine *e = j->e;
-  int rc = pm_engine_writer_acquire(e, j->busy_ms, err);
+  /* Flush the active segment first, so that sealing it under the lock is quick. */
+  int rc = pm_log_sync(&e->log, pm_log_written(&e->log), -1, err);
+  if (!rc) rc = pm_engine_writer_acquire(e, j->busy_ms, err);
   if (rc) return rc;
+  uint64_t t0 = pm_now_ns();
   rc = shrink_begin_locked(j, err);
+  j->held_ns = pm_now_ns() - t0;
   pm_engine_writer_release(e);
   if (rc || j->ninputs == 0) return rc;
   rc = shrink_copy(j, err);
   if (!rc) rc = pm_engine_writer_acquire(e, j->busy_ms, err);
   if (rc) return rc;
+  t0 = pm_now_ns();
   rc = shrink_switch_locked(j, err);
+  if (pm_now_ns() - t0 > j->held_ns) j->held_ns = pm_now_ns() - t0;
   pm_engine_writer_release(e);
   if (!j->switched) return rc;
   shrink_relocate(j);
@@ -430,10 +439,11 @@ static int shrink_steps(shrink_job *j, pm_err *err) {
 
 static char *shrink_summary(const shrink_job *j, uint64_t us) {
   return pm_sprintf("{\"segments_rewritten\":%u,\"segments_written\":%u,\"records_copied\":%llu,"
-                    "\"bytes_before\":%llu,\"bytes_after\":%llu,\"duration_ms\":%.3f}",
+                    "\"bytes_before\":%llu,\"bytes_after\":%llu,\"duration_ms\":%.3f,"
+                    "\"writer_lock_ms\":%.3f}",
                     j->ninputs, j->noutputs, (unsigned long long)j->copied,
                     (unsigned long long)j->bytes_before, (unsigned long long)log_bytes(&j->e->log),
-                    (double)us / 1000.0);
+                    (double)us / 1000.0, (double)j->held_ns / 1e6);
 }
 
 int pm_engine_shrink(pm_engine *e, uint64_t busy_ms, char **summary, pm_err *err) {
@@ -504,6 +514,11 @@ static int write_one_hint(pm_engine *e) {
   return done;
 }
 
+void pm_engine_write_hints(pm_engine *e) {
+  if (e->readonly || e->log.failed) return;
+  while (write_one_hint(e)) {}
+}
+
 /* Should the log be compacted by itself? */
 static int wants_shrink(pm_engine *e) {
   double ratio = e->log.man.auto_shrink;
@@ -527,7 +542,7 @@ void pm_engine_upkeep(pm_engine *e) {
     pm_log_drop_retired(&e->log);
     pm_store64(&e->retired_at, 0);
   }
-  while (write_one_hint(e)) {}
+  pm_engine_write_hints(e);
   if (wants_shrink(e)) {
     char *summary = NULL;
     pm_err err;

@@ -180,6 +180,8 @@ int pm_engine_remove_segments(const pm_io *io, const char *dir, const uint32_t *
 /* Compact the log (compact.c); *summary is JSON. busy_ms bounds the waits
 ** for the writer lock. */
 int pm_engine_shrink(pm_engine *e, uint64_t busy_ms, char **summary, pm_err *err);
+/* Write the hint files sealed segments lack (compact.c). */
+void pm_engine_write_hints(pm_engine *e);
 /* Background upkeep (compact.c): write missing hint files, close retired
 ** segments no reader can need, and auto-shrink when the log has grown past
 ** its ratio. */

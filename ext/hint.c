@@ -267,3 +267,34 @@ int pm_hint_check(pm_log *log, const pm_segfile *f, char **report, pm_err *err) 
   pm_free(buf);
   return rc;
 }
+
+/* ---- Sizing -------------------------------------------------------------- */
+
+void pm_hint_estimate(pm_log *log, uint64_t *records, uint64_t *key_bytes) {
+  *records = *key_bytes = 0;
+  pthread_rwlock_rdlock(&log->segs_lock);
+  for (uint32_t i = 0; i < log->nfiles; i++) {
+    const pm_segfile *f = &log->files[i];
+    if (f->retired) continue;
+    char name[32];
+    pm_hint_name(f->num, name, sizeof name);
+    char *path = pm_sprintf("%s/%s", log->dir, name);
+    int fd = path ? log->io->open(path, O_RDONLY, 0) : -1;
+    pm_free(path);
+    uint8_t h[HINT_HEADER];
+    uint64_t size = 0;
+    int ok = fd >= 0 && pm_io_read_full(log->io, fd, h, HINT_HEADER, 0) == HINT_HEADER &&
+             log->io->file_size(fd, &size) == 0 && memcmp(h, HINT_MAGIC, 8) == 0 &&
+             pm_get_u32(h + 32) == f->num && pm_get_u64(h + 40) == f->size;
+    if (fd >= 0) log->io->close(fd);
+    uint64_t count = ok ? pm_get_u64(h + 48) : 0;
+    if (ok && count <= (size - HINT_HEADER - 8) / HINT_ENTRY) {
+      *records += count;
+      *key_bytes += size - HINT_HEADER - 8 - count * HINT_ENTRY;
+    } else {                                  /* a guess: 128-byte records */
+      *records += f->size / 128;
+      *key_bytes += f->size / 8;
+    }
+  }
+  pthread_rwlock_unlock(&log->segs_lock);
+}

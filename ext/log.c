@@ -468,9 +468,9 @@ static int log_failed(pm_log *log, pm_err *err) {
 
 void pm_log_fail(pm_log *log, const pm_err *err) {
   pthread_mutex_lock(&log->sync_mu);
-  if (!log->failed) {
-    log->failed = err->code ? err->code : PM_IOERR;
-    snprintf(log->failmsg, sizeof log->failmsg, "%s", err->msg);
+  if (!log->failed) {            /* callers may have no report (err NULL) */
+    log->failed = err && err->code ? err->code : PM_IOERR;
+    snprintf(log->failmsg, sizeof log->failmsg, "%s", err ? err->msg : "a write to the log failed");
   }
   pthread_cond_broadcast(&log->sync_cv);
   pthread_mutex_unlock(&log->sync_mu);
@@ -480,9 +480,10 @@ void pm_log_fail(pm_log *log, const pm_err *err) {
 static int write_error(pm_log *log, int sys_errno, pm_pos at, pm_err *err) {
   char name[32];
   pm_seg_name(at.seg, name, sizeof name);
-  pm_err_sys(err, sys_errno, "write to %s at offset %llu failed", name, (unsigned long long)at.off);
-  pm_log_fail(log, err);
-  return err ? err->code : PM_IOERR;
+  pm_err e;                      /* the stop keeps its code and message even when err is NULL */
+  pm_err_sys(&e, sys_errno, "write to %s at offset %llu failed", name, (unsigned long long)at.off);
+  pm_log_fail(log, &e);
+  return pm_err_set(err, e.code, "%s", e.msg);
 }
 
 /* The segment appends go to. */
@@ -1133,9 +1134,15 @@ int pm_log_check(pm_log *log, pm_pos limit, char **report, pm_err *err) {
 /* Segments written beside the log (compaction)                              */
 /* ======================================================================== */
 
+/* Write the buffer; every 32 MiB also fsync, so that a compaction never
+** piles up enough dirty pages for the kernel to stall the writer's appends. */
 static int segw_flush(pm_segwriter *w) {
   if (w->len && pm_io_write_all(w->log->io, w->fd, w->buf, w->len, w->off - w->len) < 0) return -1;
   w->len = 0;
+  if (w->off - w->synced >= (32u << 20)) {
+    if (w->log->io->fsync(w->fd) < 0) return -1;
+    w->synced = w->off;
+  }
   return 0;
 }
 
@@ -1182,16 +1189,19 @@ int pm_segw_finish(pm_segwriter *w, pm_err *err) {
   uint8_t v[COMMIT_VLEN];
   commit_payload(v, w->nrec, w->nrec ? w->start : (pm_pos){ w->num, PM_SEG_HEADER }, (pm_pos){ 0, 0 });
   uint64_t size = pm_rec_size(0, COMMIT_VLEN);
-  if (w->len + size > w->cap && segw_flush(w) < 0) return segw_error(w, err);
-  rec_encode(w->buf + w->len, seg_seed(w->log, w->num), PM_REC_COMMIT, &nokey, 0, v, COMMIT_VLEN, w->max_seq);
-  w->len += size;
-  w->off += size;
-  if (segw_flush(w) < 0 || w->log->io->fsync(w->fd) < 0) return segw_error(w, err);
-  w->log->io->close(w->fd);
+  int rc = PM_OK;
+  if (w->len + size > w->cap && segw_flush(w) < 0) rc = segw_error(w, err);
+  if (!rc) {
+    rec_encode(w->buf + w->len, seg_seed(w->log, w->num), PM_REC_COMMIT, &nokey, 0, v, COMMIT_VLEN, w->max_seq);
+    w->len += size;
+    w->off += size;
+    if (segw_flush(w) < 0 || w->log->io->fsync(w->fd) < 0) rc = segw_error(w, err);
+  }
+  w->log->io->close(w->fd);       /* finished or failed, the writer is done */
   w->fd = -1;
   pm_free(w->buf);
   w->buf = NULL;
-  return PM_OK;
+  return rc;
 }
 
 void pm_segw_discard(pm_log *log, uint32_t num, pm_segwriter *w) {

@@ -197,7 +197,7 @@ int pm_log_flush(pm_log *log, pm_err *err);
 int pm_log_sync(pm_log *log, pm_pos upto, int64_t timeout_ns, pm_err *err);
 /* Everything written so far (for background syncs and "sync all"). */
 pm_pos pm_log_written(pm_log *log);
-/* Mark the log failed with err (sticky). */
+/* Mark the log failed with err (sticky; NULL: a generic I/O error). */
 void pm_log_fail(pm_log *log, const pm_err *err);
 
 /* ---- Scanning ------------------------------------------------------------ */
@@ -262,6 +262,7 @@ typedef struct pm_segwriter {
   uint32_t num;
   int fd;
   uint64_t off;               /* where the next record goes */
+  uint64_t synced;            /* fsynced up to here */
   uint32_t nrec;
   pm_pos start;
   uint64_t max_seq;
@@ -274,7 +275,8 @@ int pm_segw_open(pm_log *log, pm_segwriter *w, pm_err *err);
 /* Append a put record keeping its seq; *at gets its position. */
 int pm_segw_add(pm_segwriter *w, const pm_key *k, uint8_t vtype, const void *v, uint32_t vlen,
                 uint64_t seq, pm_pos *at, pm_err *err);
-/* Close the group with a commit record, fsync and close the file. */
+/* Close the group with a commit record, fsync and close the file. The file
+** is closed and the buffer freed even when this fails. */
 int pm_segw_finish(pm_segwriter *w, pm_err *err);
 /* Delete segment num and its hint (w, if not NULL, is closed first). */
 void pm_segw_discard(pm_log *log, uint32_t num, pm_segwriter *w);
@@ -309,6 +311,9 @@ int pm_hint_apply(pm_log *log, const pm_segfile *f, pm_apply_fn apply, void *ctx
                   pm_err *err);
 /* Write the hint of segment seg (seg_size bytes long) from the group it holds. */
 int pm_hint_write_group(pm_log *log, uint32_t seg, uint64_t seg_size, const pm_group *g, pm_err *err);
+/* How many records and key bytes the segments hold, from their hint headers
+** (a guess for segments without a usable hint): to size the index once. */
+void pm_hint_estimate(pm_log *log, uint64_t *records, uint64_t *key_bytes);
 /* Compare f's hint (if any) with the segment; problems go to *report. */
 int pm_hint_check(pm_log *log, const pm_segfile *f, char **report, pm_err *err);
 

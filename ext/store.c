@@ -172,6 +172,9 @@ static int load_index(pm_engine *e, pm_pos limit, pm_pos durable_hint, pm_index 
                       pm_scan *scan, uint64_t *last_seq, pm_err *err) {
   pm_loader l = { e, pm_index_new(e->log.man.seed), 0 };
   if (!l.ix) return pm_err_set(err, PM_NOMEM, "out of memory");
+  uint64_t records, key_bytes;
+  pm_hint_estimate(&e->log, &records, &key_bytes);
+  pm_index_reserve(l.ix, (size_t)records, (size_t)key_bytes);   /* no growth while loading */
   pm_index_load_begin(l.ix);
   uint32_t first = 0;
   for (uint32_t i = 0; i < e->log.nfiles && !first; i++) if (!e->log.files[i].retired) first = e->log.files[i].num;
@@ -379,6 +382,7 @@ static void engine_flush(pm_engine *e) {
   if (e->log_open && !e->readonly && !e->log.failed) {
     pm_log_flush(&e->log, NULL);
     pm_log_sync(&e->log, pm_log_written(&e->log), -1, NULL);
+    if (e->ix) pm_engine_write_hints(e);        /* so that the next open reads hints */
   }
 }
 
@@ -852,6 +856,8 @@ int pm_store_check(pm_store *s, char **report, pm_err *err) {
 }
 
 int pm_store_shrink(pm_store *s, char **summary, pm_err *err) {
+  pm_err local;                  /* a shrink that stops the engine records why, */
+  if (!err) err = &local;        /* whether or not the caller asked */
   *summary = NULL;
   int rc = pm_engine_handle_ok(s, err);
   if (rc) return rc;

@@ -111,12 +111,14 @@ def prep_go(log):
     deps(["golang-go", "golang-github-mattn-go-sqlite3-dev", "libsqlite3-dev", "gcc"], log)
     need("/usr/share/gocode/src/github.com/mattn/go-sqlite3/go.mod", "the go.mod replace points there")
     out = os.path.join(WORK, "go")
-    os.makedirs(out, exist_ok=True)
+    src = os.path.join(out, "src")             # go may write go.sum beside go.mod
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(os.path.join(HERE, "go"), src)
     env = dict(os.environ, GOPROXY="off", GOFLAGS="-mod=mod", GO111MODULE="on", CGO_ENABLED="1",
                GOPATH=os.path.join(out, "gopath"), GOCACHE=os.path.join(out, "gocache"),
                GOTOOLCHAIN="local")
     exe = os.path.join(out, "scenario")
-    run(["/usr/bin/go", "build", "-o", exe, "."], log, cwd=os.path.join(HERE, "go"), env=env)
+    run(["/usr/bin/go", "build", "-o", exe, "."], log, cwd=src, env=env)
     return [exe], None
 
 

@@ -195,9 +195,13 @@ static void bytes_write(sd_bytes *b, uint64_t off, const void *src, uint64_t len
 }
 
 static void bytes_copy(sd_bytes *dst, const sd_bytes *src) {
-  dst->n = 0;
-  bytes_resize(dst, src->n);
+  if (src->n > dst->cap) {
+    size_t cap = (size_t)dst->cap;
+    dst->p = sd_grow(dst->p, &cap, (size_t)src->n, 1);
+    dst->cap = cap;
+  }
   if (src->n) memcpy(dst->p, src->p, (size_t)src->n);
+  dst->n = src->n;
 }
 
 /* ---- Paths --------------------------------------------------------------- */
@@ -975,6 +979,14 @@ static inline void sd_freeze_at(sd_disk *d, long done) {
   d->frozen = NULL;
   pthread_mutex_unlock(&sd_mu);
   sd_free(old);
+}
+
+/* 1 once the copy asked for with sd_freeze_at has been taken. */
+static inline int sd_has_frozen(sd_disk *d) {
+  pthread_mutex_lock(&sd_mu);
+  int taken = d->frozen != NULL;
+  pthread_mutex_unlock(&sd_mu);
+  return taken;
 }
 
 /* The copy asked for with sd_freeze_at (the caller frees it): taken during

@@ -3,14 +3,14 @@
 **
 ** The workload of workload.h (transactions with puts, deletes, overwrites,
 ** savepoints and rollbacks, values of 0 bytes to 10 KiB, 64 KiB segments
-** that roll over, a reopen) runs on the simulated disk of simdisk.h, under
-** each sync mode. A first run records the history and the number N of
-** mutating file operations. Then, for k = 0..N, the run is repeated and the
-** disk taken as it was after k operations, and turned into many crash
-** states: unsynced data dropped, kept, kept up to each prefix, random
-** subsets of writes or of their sectors and pages, one write torn at a 512
-** or 4096-byte boundary with zeros or garbage after; directory operations
-** kept or dropped. On a copy of each state:
+** that roll over, compactions, a reopen) runs on the simulated disk of
+** simdisk.h under each sync mode. A first run records the history and the
+** number N of mutating file operations. Then, for k = 0..N, the run is
+** repeated, the disk taken as it was after k operations, and turned into
+** many crash states: unsynced data dropped, kept, kept up to each prefix,
+** random subsets of writes or of their sectors and pages, one write torn
+** at a 512 or 4096-byte boundary with zeros or garbage after; directory
+** operations kept or dropped. On a copy of each state:
 **
 **   - the store opens (damage after the last fsync is a torn tail, never
 **     corruption);
@@ -33,6 +33,7 @@
 #include "simdisk.h"
 #include "workload.h"
 
+#include <malloc.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -40,13 +41,14 @@
 
 #define TXNS 48               /* transactions per run */
 #define PREFIXES 8            /* prefix states per crash point, at most */
-#define RANDOMS 20            /* random-subset states per crash point */
+#define RANDOMS 10            /* random-subset states per crash point */
 #define SETUP_OPS 2           /* the store directory's mkdir and fsync */
 
 static char *root_dir;        /* a real directory: the engine stat()s the store path */
 static char *store_dir;
 static sd_disk *run_disk;     /* the disk the workload runs on (its clock) */
 static int soak_rounds;       /* 0: the quick run */
+static long states_checked;   /* over every round and mode */
 static int sweep_every;       /* crash the recovery of one state in this many */
 
 /* What a round checked, and its first violation. */
@@ -107,13 +109,15 @@ static sd_disk *fresh_disk(void) {
 
 /* Run plan on a fresh disk with io (the simulator's, or a wrapper of it).
 ** The run must be clean. Returns the disk; with freeze >= 0, *frozen gets
-** the disk as it was after that many operations. */
+** the disk as it was after that many operations, and the run stops at the
+** end of the step during which it was taken. */
 static sd_disk *run_plan(const wl_plan *plan, wl_env *env, uint64_t seed, long freeze,
                          sd_disk **frozen, wl_run *out) {
   run_disk = fresh_disk();
   if (freeze >= 0) sd_freeze_at(run_disk, freeze);
   wl_run_init(out, env, seed);
-  wl_run_plan(out, plan);
+  for (size_t i = 0; i < plan->n && !(freeze >= 0 && sd_has_frozen(run_disk)); i++)
+    wl_run_step(out, plan->step[i]);
   if (out->failures || out->lost)
     fail_msg("the workload itself failed (%d failures, %d lost): %s", out->failures, out->lost,
              out->last_err.msg);
@@ -303,8 +307,7 @@ static void explore(int sync, uint64_t seed, const pm_io *io, tally *t) {
   sd_free(first);
   for (long done = SETUP_OPS; done <= total && t->violations == 0; done++) {
     sd_disk *d = run_plan(&plan, &env, seed, done, &frozen, &again);
-    if (sd_ops(d) != total || !frozen)
-      violation(t, "the workload is not deterministic: %ld operations, then %ld", total, sd_ops(d));
+    if (!frozen) violation(t, "the workload is not deterministic: it made %ld operations, then fewer", total);
     wl_run_free(&again);
     sd_free(d);
     if (frozen) check_point(frozen, &ref, done, seed ^ (uint64_t)done, t);
@@ -333,6 +336,7 @@ static void crash_mode(int sync) {
     clock_gettime(CLOCK_MONOTONIC, &a);
     explore(sync, seed, sd_io(), &t);
     clock_gettime(CLOCK_MONOTONIC, &b);
+    states_checked += t.states + t.sweep_states;
     printf("crash sync=%d seed=%#llx: %ld points, %ld states, %ld recoveries crashed (%ld states), %.1f s\n",
            sync, (unsigned long long)seed, t.points, t.states, t.sweeps, t.sweep_states,
            (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9);
@@ -366,15 +370,25 @@ static void test_harness_catches_lying_fsync(void **state) {
 }
 
 int main(void) {
+  /* Disks are copied tens of thousands of times: keep freed memory in the
+  ** heap rather than handing it back to the kernel and faulting it in again. */
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   const char *soak = getenv("PM_SOAK");
   soak_rounds = soak ? atoi(soak) : 0;
   if (soak && soak_rounds < 1) soak_rounds = 20;
-  sweep_every = soak_rounds ? 1 : 12;
+  sweep_every = soak_rounds ? 1 : 16;
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_crash_full, setup, teardown),
     cmocka_unit_test_setup_teardown(test_crash_normal, setup, teardown),
     cmocka_unit_test_setup_teardown(test_crash_off, setup, teardown),
     cmocka_unit_test_setup_teardown(test_harness_catches_lying_fsync, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  printf("crash: %ld crash states checked\n", states_checked);
+  if (!failed && states_checked < 10000) {
+    fprintf(stderr, "crash: only %ld crash states were checked\n", states_checked);
+    failed = 1;
+  }
+  return failed;
 }

@@ -5,7 +5,8 @@
 ** at every allocation from the Nth on, for N = 1.. until the operation
 ** succeeds without meeting the failure, during: opening a new store,
 ** opening a populated one, recovery of a store with a torn tail, a
-** transaction with its commit, point reads and iteration. Every time:
+** transaction with its commit, point reads, iteration and a compaction.
+** Every time:
 **
 **   - each call answers PM_OK or PM_NOMEM, nothing else, and never crashes;
 **   - what an operation that succeeded returned is right;
@@ -36,9 +37,17 @@ static sd_disk *torn;                 /* a store whose log ends in a torn write 
 static uint64_t torn_fp;              /* what recovering it finds */
 static long runs;
 
-/* An operation to starve of memory, on a store held in *s (it may open or
-** close it). Returns the first error code its calls gave, or PM_OK. */
-typedef int (*starved_fn)(pm_store **s);
+/* An operation to starve of memory. With open_first >= -1 the store is
+** opened (with that cache size) before the failures begin; otherwise run
+** opens it. run returns the first error its calls gave, or PM_OK; accept
+** says whether a reopened store may hold content fp after run returned rc. */
+#define OPENS_ITSELF (-2)
+typedef struct starved {
+  const char *what;
+  int64_t open_first;
+  int (*run)(pm_store **s);
+  int (*accept)(uint64_t fp, int rc);
+} starved;
 
 static pm_store *open_here(int64_t cache_size, int *rc) {
   wl_env env = { store_dir, sd_io(), PM_SYNC_NORMAL, cache_size, NULL };
@@ -124,85 +133,89 @@ static int group_teardown(void **state) {
 
 /* ---- The sweep ------------------------------------------------------------ */
 
-/* Fail the Nth allocation of op on a copy of base, for N = 1.. until op
-** meets no failure; after each run check codes, leaks and what reopening
-** finds (accept(fp) says whether it may hold that content). */
-static void starve(sd_disk *base, starved_fn op, int (*accept)(uint64_t fp, int rc), const char *what) {
+/* Run op on a copy of base with the nth allocation failing; check codes,
+** leaks and what reopening finds. Returns op's code; *met says whether an
+** allocation failed. */
+static int starve_once(sd_disk *base, const starved *op, long n, int sticky, long *met) {
+  const char *how = sticky ? " and after" : "";
+  sd_disk *d = sd_clone(base);
+  sd_use(d);
+  int rc = PM_OK;
+  pm_store *s = op->open_first == OPENS_ITSELF ? NULL : open_here(op->open_first, &rc);
+  assert_int_equal(rc, PM_OK);
+  fa_arm(n, sticky);
+  rc = op->run(&s);
+  *met = fa_failed();
+  fa_disarm();
+  int crc = s ? pm_store_close(s, NULL) : PM_OK;
+  if (rc != PM_OK && rc != PM_NOMEM) fail_msg("%s, allocation %ld%s: %s", op->what, n, how, pm_code_name(rc));
+  if (crc != PM_OK && crc != PM_NOMEM) fail_msg("%s, allocation %ld%s: close said %s", op->what, n, how, pm_code_name(crc));
+  if (!*met && rc != PM_OK) fail_msg("%s failed though no allocation failed", op->what);
+  if (fa_live()) fail_msg("%s, allocation %ld%s: %ld blocks leaked", op->what, n, how, fa_live());
+  if (!op->accept(content_of(d), rc))
+    fail_msg("%s, allocation %ld%s: reopened, the store holds the wrong content", op->what, n, how);
+  sd_free(d);
+  runs++;
+  return rc;
+}
+
+/* Fail the Nth allocation of op, once and then from the Nth on, for
+** N = 1.. until op meets no failure. Some run must report PM_NOMEM. */
+static void starve(sd_disk *base, const starved *op) {
   long refused = 0;
   for (int sticky = 0; sticky < 2; sticky++) {
-    for (long n = 1;; n++) {
-      sd_disk *d = sd_clone(base);
-      sd_use(d);
-      pm_store *s = NULL;
-      fa_arm(n, sticky);
-      int rc = op(&s);
-      long met = fa_failed();
-      fa_disarm();
-      if (s) {
-        int crc = pm_store_close(s, NULL);
-        if (crc != PM_OK && crc != PM_NOMEM) fail_msg("%s, allocation %ld: close said %s", what, n, pm_code_name(crc));
-      }
-      if (rc != PM_OK && rc != PM_NOMEM) fail_msg("%s, allocation %ld%s: %s", what, n, sticky ? " and after" : "", pm_code_name(rc));
-      if (!met && rc != PM_OK) fail_msg("%s failed without an allocation failing", what);
-      if (fa_live()) fail_msg("%s, allocation %ld%s: %ld blocks leaked", what, n, sticky ? " and after" : "", fa_live());
-      uint64_t fp = content_of(d);
-      if (!accept(fp, rc)) fail_msg("%s, allocation %ld%s: reopened, the store holds the wrong content", what, n, sticky ? " and after" : "");
-      sd_free(d);
-      runs++;
-      refused += rc == PM_NOMEM;
-      if (!met) break;
-    }
+    long met = 1;
+    for (long n = 1; met; n++) refused += starve_once(base, op, n, sticky, &met) == PM_NOMEM;
   }
-  if (!refused) fail_msg("%s never reported running out of memory", what);
+  if (!refused) fail_msg("%s never reported running out of memory", op->what);
 }
 
 /* ---- Operations ----------------------------------------------------------- */
 
-static int op_open(pm_store **s) {
+static int run_open(pm_store **s) {
   int rc;
   *s = open_here(-1, &rc);
   return rc;
 }
 
-/* Open without failures, then starve only the calls that follow. */
-static pm_store *open_unstarved(int64_t cache_size) {
-  long nth = fa_nth;
-  int sticky = fa_sticky, rc;
-  fa_disarm();
-  pm_store *s = open_here(cache_size, &rc);
-  assert_int_equal(rc, PM_OK);
-  fa_arm(nth, sticky);
-  return s;
-}
-
-static int op_read_all(pm_store **s) {
-  *s = open_unstarved(0);                      /* no cache: every read allocates */
+/* Read every key; what is read must be the populated store's content. */
+static int run_read_all(pm_store **s) {
+  static uint8_t want[WL_MAX_VALUE];
   for (int i = 0; i < WL_KEYS; i++) {
+    const wl_row *row = &populated_model.row[i];
     char name[16];
     pm_key k = wl_key(i, name);
     pm_value *v = NULL;
-    pm_meta m;
-    int rc = pm_store_get(*s, NULL, &k, &v, &m, NULL);
-    if (rc == PM_OK && (v->len != m.vlen || v->type != m.vtype)) rc = PM_CORRUPT;
+    int rc = pm_store_get(*s, NULL, &k, &v, NULL, NULL);
+    wl_value_bytes(row->vseed, row->vlen, want);
+    int right = rc == PM_OK ? row->present && v->len == row->vlen && memcmp(v->data, want, v->len) == 0
+                            : !row->present;
     pm_value_unref(v);
     if (rc != PM_OK && rc != PM_NOTFOUND) return rc;
+    if (!right) return PM_CORRUPT;
   }
   return PM_OK;
 }
 
-static int op_iterate(pm_store **s) {
-  *s = open_unstarved(0);
+static int run_iterate(pm_store **s) {
   uint64_t fp = 0;
   int rc = wl_store_fp(*s, &fp, NULL);
   return rc == PM_OK && fp != populated_fp ? PM_CORRUPT : rc;
 }
 
-/* The committed writes of op_commit, drawn once. */
+/* A compaction: the content stays what it was. */
+static int run_shrink(pm_store **s) {
+  char *summary = NULL;
+  int rc = pm_store_shrink(*s, &summary, NULL);
+  pm_free(summary);
+  return rc;
+}
+
+/* The writes of the starved commit, drawn once. */
 static wl_op commit_ops[6];
 static uint64_t after_commit_fp;
 
-static int op_commit(pm_store **s) {
-  *s = open_unstarved(-1);
+static int run_commit(pm_store **s) {
   pm_txn *t = NULL;
   int rc = pm_txn_begin(*s, &t, NULL);
   if (rc) return rc;
@@ -224,38 +237,50 @@ static int is_before_or_after(uint64_t fp, int rc) {
 
 static void test_nomem_open_new(void **state) {
   (void)state;
+  static const starved op = { "opening a new store", OPENS_ITSELF, run_open, is_empty };
   sd_disk *d = empty_disk();
-  starve(d, op_open, is_empty, "opening a new store");
+  starve(d, &op);
   sd_free(d);
 }
 
 static void test_nomem_open_populated(void **state) {
   (void)state;
-  starve(populated, op_open, is_populated, "opening a populated store");
+  static const starved op = { "opening a populated store", OPENS_ITSELF, run_open, is_populated };
+  starve(populated, &op);
 }
 
 static void test_nomem_recovery(void **state) {
   (void)state;
-  starve(torn, op_open, is_recovered, "recovering a torn log");
+  static const starved op = { "recovering a torn log", OPENS_ITSELF, run_open, is_recovered };
+  starve(torn, &op);
 }
 
 static void test_nomem_commit(void **state) {
   (void)state;
+  static const starved op = { "a commit", -1, run_commit, is_before_or_after };
   wl_model m = populated_model;
   uint64_t rng = SEED;
   wl_draw_ops(&rng, &m, commit_ops, 6);
   after_commit_fp = wl_model_fp(&m);
-  starve(populated, op_commit, is_before_or_after, "a commit");
+  starve(populated, &op);
 }
 
 static void test_nomem_get(void **state) {
   (void)state;
-  starve(populated, op_read_all, is_populated, "point reads");
+  static const starved op = { "point reads", 0, run_read_all, is_populated };   /* no cache: */
+  starve(populated, &op);                                                       /* every read allocates */
+}
+
+static void test_nomem_shrink(void **state) {
+  (void)state;
+  static const starved op = { "a compaction", -1, run_shrink, is_populated };
+  starve(populated, &op);
 }
 
 static void test_nomem_iterate(void **state) {
   (void)state;
-  starve(populated, op_iterate, is_populated, "iteration");
+  static const starved op = { "iteration", 0, run_iterate, is_populated };
+  starve(populated, &op);
 }
 
 int main(void) {
@@ -267,6 +292,7 @@ int main(void) {
     cmocka_unit_test(test_nomem_commit),
     cmocka_unit_test(test_nomem_get),
     cmocka_unit_test(test_nomem_iterate),
+    cmocka_unit_test(test_nomem_shrink),
   };
   int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
   printf("allocation failures: %ld runs\n", runs);
