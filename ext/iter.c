@@ -44,7 +44,14 @@ struct pm_iter {
   uint8_t *kbuf;
   size_t klen, kcap;
   pm_key key;              /* the current row's key */
+  /* Read-ahead for values that are not cached: a scan visits records in
+  ** log order, so one large read serves many rows. */
+  uint8_t *ahead;
+  pm_pos ahead_at;         /* what ahead[0] holds */
+  size_t ahead_len;
 };
+
+#define AHEAD_SIZE (256u << 10)
 
 static int seq_in_range(const pm_iter *it, uint64_t seq) {
   return seq >= it->spec.min_seq && seq <= it->spec.max_seq;
@@ -201,15 +208,46 @@ const pm_key *pm_iter_key(pm_iter *it) { return &it->key; }
 
 void pm_iter_meta(pm_iter *it, pm_meta *out) { *out = it->rows[it->cur].meta; }
 
+/* Copy the value of row from the read-ahead buffer, refilling it from the
+** row's record onwards when needed. PM_NOTFOUND when the value is too big
+** for it (the caller reads it directly). */
+static int value_from_ahead(pm_iter *it, const iter_row *row, pm_value **out, pm_err *err) {
+  uint64_t start = row->at.off + PM_REC_HEADER + row->klen, end = start + row->meta.vlen;
+  if (end - row->at.off > AHEAD_SIZE) return PM_NOTFOUND;
+  int inside = it->ahead_len && it->ahead_at.seg == row->at.seg && row->at.off >= it->ahead_at.off &&
+               end <= it->ahead_at.off + it->ahead_len;
+  if (!inside) {
+    if (!it->ahead && !(it->ahead = pm_malloc(AHEAD_SIZE))) return PM_NOTFOUND;
+    size_t got = 0;
+    int rc = pm_log_read_raw(&it->e->log, row->at.seg, row->at.off, it->ahead, AHEAD_SIZE, &got, err);
+    it->ahead_len = rc ? 0 : got;
+    it->ahead_at = row->at;
+    if (rc) return rc;
+    if (end > row->at.off + got)
+      return pm_err_set(err, PM_CORRUPT, "a record ends beyond its segment at offset %llu",
+                        (unsigned long long)row->at.off);
+  }
+  pm_value *v = pm_value_new(row->meta.vtype, row->meta.vlen);
+  if (!v) return pm_err_set(err, PM_NOMEM, "out of memory");
+  memcpy(v->data, it->ahead + (start - it->ahead_at.off), row->meta.vlen);
+  *out = v;
+  return PM_OK;
+}
+
 int pm_iter_value(pm_iter *it, pm_value **out, pm_err *err) {
   iter_row *row = &it->rows[it->cur];
   if (row->val) { *out = pm_value_ref(row->val); return PM_OK; }
+  pm_value *v = pm_cache_get(it->e->cache, pm_engine_cache_id(row->at));
+  if (v) { *out = v; return PM_OK; }
+  int rc = value_from_ahead(it, row, out, err);
+  if (rc != PM_NOTFOUND) return rc;
   return pm_engine_read_value(it->e, row->at, row->klen, row->meta.vtype, row->meta.vlen, out, err);
 }
 
 void pm_iter_close(pm_iter *it) {
   if (!it) return;
   drop_batch(it);
+  pm_free(it->ahead);
   pm_store_snap_end(it->s, &it->own_snap);
   pm_free(it->kbuf);
   pm_free(it);

@@ -434,6 +434,21 @@ int pm_log_read_value(pm_log *log, pm_pos at, uint32_t klen, uint8_t *dst, uint3
   return PM_OK;
 }
 
+int pm_log_read_raw(pm_log *log, uint32_t seg, uint64_t off, uint8_t *dst, size_t n, size_t *got,
+                    pm_err *err) {
+  pthread_rwlock_rdlock(&log->segs_lock);
+  pm_segfile *f = seg_find(log, seg);
+  ssize_t r = f ? pm_io_read_full(log->io, f->fd, dst, n, off) : -1;
+  int saved = errno;
+  pthread_rwlock_unlock(&log->segs_lock);
+  char name[32];
+  pm_seg_name(seg, name, sizeof name);
+  if (!f) return pm_err_set(err, PM_CORRUPT, "segment %s is not open", name);
+  if (r < 0) return pm_err_sys(err, saved, "cannot read %s at offset %llu", name, (unsigned long long)off);
+  *got = (size_t)r;
+  return PM_OK;
+}
+
 /* ======================================================================== */
 /* Appending                                                                 */
 /* ======================================================================== */

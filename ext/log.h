@@ -170,6 +170,10 @@ int pm_log_create(const pm_io *io, const char *dir, pm_manifest *m, pm_err *err)
 ** then rebuild its index from the new segments. */
 int pm_log_follow(pm_log *log, const pm_manifest *m, int *removed, pm_err *err);
 
+/* Read up to n bytes of segment seg at off (*got: fewer at its end): a
+** scan reads the log in large sequential chunks. */
+int pm_log_read_raw(pm_log *log, uint32_t seg, uint64_t off, uint8_t *dst, size_t n, size_t *got,
+                    pm_err *err);
 /* Read len bytes of the value of the record at pos (key length klen). */
 int pm_log_read_value(pm_log *log, pm_pos at, uint32_t klen, uint8_t *dst, uint32_t len,
                       pm_err *err);
