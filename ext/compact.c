@@ -157,6 +157,7 @@ typedef struct shrink_job {
   pm_index *ix;              /* the index the snapshot reads */
   int pinned;
   uint32_t *outputs;
+  uint64_t *out_recs;        /* records in each output, its commit included */
   uint32_t noutputs;
   pm_segwriter w;
   int writing;
@@ -246,6 +247,7 @@ static int finish_output(shrink_job *j, pm_err *err) {
   j->writing = 0;
   int rc = pm_segw_finish(&j->w, err);
   if (rc) return rc;
+  j->out_recs[j->noutputs - 1] = j->w.nrec + 1u;
   pm_group part = j->moved;
   part.recs += j->out_first;
   part.n -= j->out_first;
@@ -262,8 +264,10 @@ static int output_for(shrink_job *j, pm_err *err) {
   int rc = finish_output(j, err);
   if (rc) return rc;
   uint32_t *o = pm_realloc(j->outputs, sizeof(uint32_t) * (j->noutputs + 1));
-  if (!o) return pm_err_set(err, PM_NOMEM, "out of memory");
-  j->outputs = o;
+  if (o) j->outputs = o;
+  uint64_t *r = o ? pm_realloc(j->out_recs, sizeof(uint64_t) * (j->noutputs + 1)) : NULL;
+  if (r) j->out_recs = r;
+  if (!o || !r) return pm_err_set(err, PM_NOMEM, "out of memory");
   rc = pm_segw_open(&e->log, &j->w, err);
   if (rc) return rc;
   j->outputs[j->noutputs++] = j->w.num;
@@ -383,7 +387,7 @@ static int shrink_switch_locked(shrink_job *j, pm_err *err) {
   }
   if (rc) { pm_manifest_clear(&m); return rc; }
   j->switched = 1;
-  for (uint32_t i = 0; i < j->noutputs && !rc; i++) rc = pm_log_adopt(&e->log, j->outputs[i], 1, err);
+  for (uint32_t i = 0; i < j->noutputs && !rc; i++) rc = pm_log_adopt(&e->log, j->outputs[i], 1, j->out_recs[i], err);
   if (rc) pm_log_fail(&e->log, err);     /* named by the manifest but unreadable: reopen */
   for (uint32_t i = 0; i < j->ninputs; i++) pm_log_retire(&e->log, j->inputs[i]);
   pm_log_set_manifest(&e->log, &m);
@@ -477,6 +481,7 @@ int pm_engine_shrink(pm_engine *e, uint64_t busy_ms, char **summary, pm_err *err
   }
   pm_free(j.inputs);
   pm_free(j.outputs);
+  pm_free(j.out_recs);
   pm_free(j.moved.recs);
   pm_free(j.moved.keys);
   __atomic_store_n(&e->shrink_running, 0, __ATOMIC_RELEASE);

@@ -212,7 +212,7 @@ static int hint_decode(const uint8_t *buf, size_t n, uint32_t seg, pm_group *g) 
   return 0;
 }
 
-int pm_hint_apply(pm_log *log, const pm_segfile *f, pm_apply_fn apply, void *ctx, pm_scan *out,
+int pm_hint_apply(pm_log *log, pm_segfile *f, pm_apply_fn apply, void *ctx, pm_scan *out,
                   pm_err *err) {
   uint8_t *buf;
   size_t n;
@@ -227,6 +227,7 @@ int pm_hint_apply(pm_log *log, const pm_segfile *f, pm_apply_fn apply, void *ctx
     g.end = (pm_pos){ f->num, f->size };
     rc = apply(ctx, &g, err);
     out->records += g.n;
+    f->records = g.n + 1;                     /* and a commit record, at least */
     out->groups++;
     if (g.id > out->max_seq) out->max_seq = g.id;
   }

@@ -543,7 +543,7 @@ int pm_log_roll(pm_log *log, pm_err *err) {
   int fd = -1;
   rc = seg_create(log->io, log->dir, &log->man, num, 0, &fd, err);
   if (!rc) rc = pm_manifest_write(log->io, log->dir, &next, NULL, err);
-  if (!rc) rc = seg_table_add(log, (pm_segfile){ num, fd, PM_SEG_HEADER, 0, 0, 0 })
+  if (!rc) rc = seg_table_add(log, (pm_segfile){ num, fd, PM_SEG_HEADER, 0, 0, 0, 0 })
                     ? pm_err_set(err, PM_NOMEM, "out of memory") : PM_OK;
   if (rc) {
     if (fd >= 0) log->io->close(fd);
@@ -640,7 +640,10 @@ int pm_log_add(pm_log *log, uint8_t type, const pm_key *k, uint8_t vtype, const 
     rec_encode(log->wbuf + log->wlen, seg_seed(log, log->end.seg), type, k, vtype, v, vlen, seq);
     log->wlen += size;
   }
-  if (!rc) log->end.off += size;
+  if (!rc) {
+    log->end.off += size;
+    active_file(log)->records++;
+  }
   return rc;
 }
 
@@ -924,6 +927,8 @@ typedef struct scanner {
   assembler a;
   uint8_t *buf;
   int in_output;          /* scanning a compaction's output: not the append chain */
+  pm_segfile *cur;        /* the segment being scanned */
+  int count;              /* keep the segments' record counts */
 } scanner;
 
 /* Apply the held group, if any, then forget the pending records. */
@@ -972,6 +977,7 @@ static int on_commit(scanner *s, const pm_rec *rec, const uint8_t *payload, uint
 static int on_record(scanner *s, const pm_rec *rec, const uint8_t *payload, uint64_t next_off) {
   assembler *a = &s->a;
   s->out->records++;
+  if (s->count) s->cur->records++;
   if (rec->seq > s->out->max_seq) s->out->max_seq = rec->seq;
   if (rec->type == PM_REC_ABORT) {
     if (a->held && a->g.id == rec->seq && !s->in_output) s->out->end = (pm_pos){ rec->at.seg, next_off };
@@ -1094,8 +1100,9 @@ static int log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos hin
   memset(out, 0, sizeof *out);
   out->end = from;
   int hints = (mode & PM_SCAN_HINTS) != 0, chain = (mode & PM_SCAN_CHAIN) != 0;
-  mode &= ~(PM_SCAN_HINTS | PM_SCAN_CHAIN);
-  scanner s = { log, mode, limit, hint, apply, ctx, out, err, { 0 }, NULL, 0 };
+  int count = (mode & PM_SCAN_COUNT) != 0;
+  mode &= ~(PM_SCAN_HINTS | PM_SCAN_CHAIN | PM_SCAN_COUNT);
+  scanner s = { log, mode, limit, hint, apply, ctx, out, err, { 0 }, NULL, 0, NULL, count };
   s.buf = pm_malloc(RBUF_CAP);
   if (!s.buf) return pm_err_set(err, PM_NOMEM, "out of memory during recovery");
   int rc = PM_OK, stop = 0;
@@ -1109,6 +1116,7 @@ static int log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos hin
     uint64_t off = f->num == from.seg ? from.off : PM_SEG_HEADER;
     if (f->retired || (chain && f->output && f->num > from.seg)) continue;
     s.in_output = f->output;
+    s.cur = f;
     if (hints && f->num != log->man.active && off == PM_SEG_HEADER) {
       rc = flush_held(&s);
       if (!rc) rc = pm_hint_apply(log, f, apply, ctx, out, err);
@@ -1233,11 +1241,12 @@ void pm_segw_discard(pm_log *log, uint32_t num, pm_segwriter *w) {
   pm_free(path);
 }
 
-int pm_log_adopt(pm_log *log, uint32_t num, int hinted, pm_err *err) {
+int pm_log_adopt(pm_log *log, uint32_t num, int hinted, uint64_t records, pm_err *err) {
   pm_segfile f;
   int rc = seg_open(log, num, &f, err);
   if (rc) return rc;
   f.hinted = hinted;
+  f.records = records;
   if (seg_table_add(log, f)) { log->io->close(f.fd); return pm_err_set(err, PM_NOMEM, "out of memory"); }
   return PM_OK;
 }

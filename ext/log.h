@@ -116,6 +116,7 @@ typedef struct pm_segfile {
   uint64_t size;              /* bytes known to be in the file */
   int retired;                /* compacted away: kept open for readers only */
   int hinted;                 /* its hint file is known to be good */
+  uint64_t records;           /* records in it, as far as this process read or wrote */
   int output;                 /* written by a compaction, not part of the
                                  append chain (segment header byte 36) */
 } pm_segfile;
@@ -228,7 +229,8 @@ enum {
   PM_SCAN_BOUNDED = 1,  /* catch-up to a known committed end: any damage is corruption */
   PM_SCAN_SALVAGE = 2,  /* recover: skip damage, keep every valid group */
   PM_SCAN_HINTS = 0x10, /* flag: read sealed segments' hint files instead */
-  PM_SCAN_CHAIN = 0x20  /* flag: after `from`, only the append chain (catch-up) */
+  PM_SCAN_CHAIN = 0x20, /* flag: after `from`, only the append chain (catch-up) */
+  PM_SCAN_COUNT = 0x40  /* flag: the scan feeds the live index: count records */
 };
 
 typedef struct pm_scan {
@@ -287,7 +289,7 @@ void pm_segw_discard(pm_log *log, uint32_t num, pm_segwriter *w);
 
 /* Open segment num (named by the new manifest) into the segment table;
 ** hinted says its hint file was written. */
-int pm_log_adopt(pm_log *log, uint32_t num, int hinted, pm_err *err);
+int pm_log_adopt(pm_log *log, uint32_t num, int hinted, uint64_t records, pm_err *err);
 /* Mark segment num compacted away: reads still work through its open file. */
 void pm_log_retire(pm_log *log, uint32_t num);
 /* Close retired segments (once nothing can read them). */
@@ -311,7 +313,7 @@ void pm_hint_name(uint32_t seg, char *buf, size_t cap);
 int pm_hint_write(pm_log *log, uint32_t seg, pm_err *err);
 /* Apply f's hint as one group through apply. PM_NOTFOUND when the hint is
 ** missing, stale or corrupt: the caller then scans the segment. */
-int pm_hint_apply(pm_log *log, const pm_segfile *f, pm_apply_fn apply, void *ctx, pm_scan *out,
+int pm_hint_apply(pm_log *log, pm_segfile *f, pm_apply_fn apply, void *ctx, pm_scan *out,
                   pm_err *err);
 /* Write the hint of segment seg (seg_size bytes long) from the group it holds. */
 int pm_hint_write_group(pm_log *log, uint32_t seg, uint64_t seg_size, const pm_group *g, pm_err *err);

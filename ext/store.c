@@ -178,7 +178,7 @@ static int load_index(pm_engine *e, pm_pos limit, pm_pos durable_hint, pm_index 
   pm_index_load_begin(l.ix);
   uint32_t first = 0;
   for (uint32_t i = 0; i < e->log.nfiles && !first; i++) if (!e->log.files[i].retired) first = e->log.files[i].num;
-  int mode = (limit.seg ? PM_SCAN_BOUNDED : PM_SCAN_OPEN) | PM_SCAN_HINTS;
+  int mode = (limit.seg ? PM_SCAN_BOUNDED : PM_SCAN_OPEN) | PM_SCAN_HINTS | PM_SCAN_COUNT;
   int rc = pm_log_scan(&e->log, (pm_pos){ first, PM_SEG_HEADER }, limit, mode, durable_hint,
                        pm_engine_apply_load, &l, scan, err);
   if (!rc && pm_index_load_end(l.ix) != PM_OK) rc = pm_err_set(err, PM_NOMEM, "out of memory building the index");
@@ -594,7 +594,7 @@ int pm_engine_catch_up_locked(pm_engine *e, int writer, pm_err *err) {
   pm_pos upto = writer && pm_pos_cmp(sh.prepared, sh.commit) > 0 ? sh.prepared : sh.commit;
   if (!rc && sh.commit.seg && pm_pos_cmp(upto, e->applied) > 0) {
     pm_scan scan;
-    rc = pm_log_scan(&e->log, e->applied, upto, PM_SCAN_BOUNDED | PM_SCAN_CHAIN, (pm_pos){ 0, 0 },
+    rc = pm_log_scan(&e->log, e->applied, upto, PM_SCAN_BOUNDED | PM_SCAN_CHAIN | PM_SCAN_COUNT, (pm_pos){ 0, 0 },
                      apply_live, e, &scan, err);
     if (!rc) e->applied = upto;
     e->catchups++;
@@ -774,6 +774,7 @@ int pm_store_stats(pm_store *s, pm_stats *o, pm_err *err) {
   for (uint32_t i = 0; i < e->log.nfiles; i++) {
     if (e->log.files[i].retired) continue;      /* compacted away, kept open for readers */
     o->log_bytes += e->log.files[i].size;
+    o->records += e->log.files[i].records;
     o->segments++;
   }
   pthread_rwlock_unlock(&e->log.segs_lock);

@@ -141,7 +141,8 @@ int pm_txn_begin(pm_store *s, pm_txn **out, pm_err *err) {
 int pm_txn_dirty(const pm_txn *t) { return t->nops > 0; }
 
 int pm_txn_get(pm_txn *t, const pm_key *k, pm_value **val, pm_meta *meta, pm_err *err) {
-  int rc = pm_engine_check_key(k, err);
+  int rc = pm_engine_handle_ok(t->s, err);
+  if (!rc) rc = pm_engine_check_key(k, err);
   if (rc) return rc;
   txn_op *op = pm_txn_find(t, k);
   if (!op) return pm_engine_lookup(t->e, NULL, k, val, meta, err);
@@ -191,7 +192,8 @@ static int txn_add(pm_txn *t, uint8_t type, const pm_key *k, pm_value *val, uint
 
 int pm_txn_put(pm_txn *t, const pm_key *k, uint8_t vtype, const void *v, uint32_t vlen, int mode,
                uint64_t *seq_out, pm_err *err) {
-  int rc = pm_engine_check_key(k, err);
+  int rc = pm_engine_handle_ok(t->s, err);
+  if (!rc) rc = pm_engine_check_key(k, err);
   if (rc) return rc;
   if (vlen > PM_MAX_VALUE)
     return pm_err_set(err, PM_TOOBIG, "value of %u bytes is larger than %u", vlen, PM_MAX_VALUE);
@@ -350,6 +352,8 @@ static int txn_write(pm_txn *t, int durable, pm_err *err) {
 }
 
 int pm_txn_prepare(pm_txn *t, pm_err *err) {
+  int rc0 = pm_engine_handle_ok(t->s, err);
+  if (rc0) return rc0;
   if (t->nops == 0) return PM_OK;
   int rc = txn_write(t, t->s->sync == PM_SYNC_FULL, err);
   if (rc) return rc;
@@ -414,7 +418,8 @@ static int publish_group(pm_txn *t, pm_err *err) {
 
 int pm_txn_commit(pm_txn *t, pm_err *err) {
   pm_engine *e = t->e;
-  int rc = PM_OK;
+  int rc = pm_engine_handle_ok(t->s, err);
+  if (rc) { pm_txn_abort(t); return rc; }
   int late_sync = 0;
   if (t->nops && !t->prepared) {
     rc = txn_write(t, 0, err);
@@ -432,6 +437,10 @@ int pm_txn_commit(pm_txn *t, pm_err *err) {
 
 void pm_txn_abort(pm_txn *t) {
   pm_engine *e = t->e;
+  /* A transaction inherited through fork() belongs to the parent: its log,
+  ** its mutexes and its OFD writer lock (which the child shares, so
+  ** releasing it here would release the parent's). Only free the memory. */
+  if (pm_engine_handle_ok(t->s, NULL) != PM_OK) { txn_free(t); return; }
   if (t->prepared && !e->log.failed) {
     pm_err ignored;
     if (pm_log_add_abort(&e->log, t->group_id, &ignored) == PM_OK &&

@@ -192,6 +192,7 @@ static void fault_matrix(const backend *b, int sync) {
   static const int kinds[] = { FIO_WRITE, FIO_FSYNC, FIO_DIRSYNC, FIO_RENAME, FIO_UNLINK, FIO_OPEN, FIO_TRUNC };
   static const int errs[] = { EIO, ENOSPC, 0 };
   long before = runs;
+  uint64_t t0 = pm_now_ns();
   for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++)
     for (size_t e = 0; e < 3; e++)
       for (int sticky = 0; sticky < 2; sticky++) {
@@ -199,7 +200,8 @@ static void fault_matrix(const backend *b, int sync) {
         fault f = { kinds[k], errs[e], sticky, 1 };
         while (run_with_fault(b, sync, &f)) f.nth++;
       }
-  printf("faults on %s, sync=%d: %ld runs\n", b->name, sync, runs - before);
+  printf("faults on %s, sync=%d: %ld runs, %.1f s\n", b->name, sync, runs - before,
+         (double)(pm_now_ns() - t0) / 1e9);
 }
 
 /* The matrix on the simulated disk under one sync mode. */

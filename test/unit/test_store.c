@@ -145,8 +145,14 @@ static void test_types_roundtrip(void **state) {
   pm_err err;
   assert_int_equal(pm_store_put(s, &toolong, PM_BLOB, big, 1, &err), PM_TOOBIG);
   assert_int_equal(pm_store_put(s, &ik, PM_BLOB, big, PM_MAX_VALUE + 1, &err), PM_TOOBIG);
+  pm_stats st;
+  assert_int_equal(pm_store_stats(s, &st, NULL), PM_OK);
+  assert_int_equal(st.records, 12);              /* six puts, each with its commit record */
   close_store(s);
   s = open_store(PM_SYNC_NORMAL, NULL);
+  assert_int_equal(pm_store_stats(s, &st, NULL), PM_OK);
+  assert_int_equal(st.records, 12);
+  assert_int_equal(st.keys, 6);
   for (int i = 0; i < 4; i++) {
     pm_value *v;
     assert_int_equal(pm_store_get(s, NULL, &keys[i], &v, NULL, NULL), PM_OK);
