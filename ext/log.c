@@ -293,6 +293,7 @@ static int seg_open(pm_log *log, uint32_t num, pm_segfile *out, pm_err *err) {
   out->fd = rc ? -1 : fd;
   out->retired = 0;
   out->hinted = 0;
+  out->records = 0;
   out->output = rc ? 0 : h[36] == 1;
   pm_free(path);
   return rc;

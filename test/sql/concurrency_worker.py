@@ -17,7 +17,8 @@ Roles:
                              transaction (so that a kill lands in one); one
                              line appended to LOG after each COMMIT returned.
   producer N                 pushes 0..N-1 on the queue q.
-  consumer N SECONDS         pops until it got N items or SECONDS passed.
+  consumer N SECONDS [STOP]  pops until it got N items or SECONDS passed (or
+                             the file STOP exists and the queue is empty).
   pairs SECONDS              inserts pairs of rows (+x, -x) for SECONDS: the
                              sum of the table is always 0.
 """
@@ -182,13 +183,16 @@ def producer(ext, store, n):
     return 0
 
 
-def consumer(ext, store, n, seconds):
+def consumer(ext, store, n, seconds, stop_file=None):
     con = connect(ext, store, table="q")
     n, deadline = int(n), time.monotonic() + float(seconds)
     popped, empty = [], 0
     while len(popped) < n and time.monotonic() < deadline:
+        stopping = stop_file and os.path.exists(stop_file)    # checked before the read
         row = con.execute("SELECT key, value FROM q ORDER BY seq LIMIT 1").fetchone()
         if row is None:
+            if stopping:
+                break
             empty += 1
             time.sleep(0.0005)
             continue
