@@ -289,11 +289,9 @@ static int seg_open(pm_log *log, uint32_t num, pm_segfile *out, pm_err *err) {
     rc = pm_err_set(err, PM_CORRUPT, "segment %s corrupt at offset 0 (bad header)", name);
   }
   if (rc && fd >= 0) log->io->close(fd);
+  memset(out, 0, sizeof *out);
   out->num = num;
   out->fd = rc ? -1 : fd;
-  out->retired = 0;
-  out->hinted = 0;
-  out->records = 0;
   out->output = rc ? 0 : h[36] == 1;
   pm_free(path);
   return rc;
