@@ -272,6 +272,7 @@ static int seg_create(const pm_io *io, const char *dir, const pm_manifest *m, ui
 
 /* Open segment num of the store and check its header. */
 static int seg_open(pm_log *log, uint32_t num, pm_segfile *out, pm_err *err) {
+  memset(out, 0, sizeof *out);
   char name[32];
   pm_seg_name(num, name, sizeof name);
   char *path = join_path(log->dir, name);
@@ -289,7 +290,6 @@ static int seg_open(pm_log *log, uint32_t num, pm_segfile *out, pm_err *err) {
     rc = pm_err_set(err, PM_CORRUPT, "segment %s corrupt at offset 0 (bad header)", name);
   }
   if (rc && fd >= 0) log->io->close(fd);
-  memset(out, 0, sizeof *out);
   out->num = num;
   out->fd = rc ? -1 : fd;
   out->output = rc ? 0 : h[36] == 1;
