@@ -4,6 +4,7 @@
 #   make demo        run sql/quickstart.sql in the sqlite3 shell
 #   make test        build and run every test suite (unit, SQL, examples, faults)
 #   make test-asan   the suites under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test-tsan   threaded unit tests and an 8-thread SQL stress under ThreadSanitizer
 #   make test-bindings  the extension from every language binding, and the SQL
 #                    suites on the newest SQLite (minutes: installs toolchains)
 #   make install     persistmap.so and persistmap.h under $(DESTDIR)$(PREFIX)
@@ -29,7 +30,7 @@ BUILD_DEPS = gcc make libsqlite3-dev libxxhash-dev
 TEST_DEPS  = $(BUILD_DEPS) sqlite3 libcmocka-dev python3-pytest strace
 UNIT_TESTS = $(patsubst test/unit/%.c,$(BUILD)/%,$(wildcard test/unit/test_*.c))
 
-.PHONY: all deps test-deps demo test unit sqltest test-asan bench bench-deps bench-report clean
+.PHONY: all deps test-deps demo test unit sqltest test-asan test-tsan bench bench-deps bench-report clean
 
 all: persistmap.so
 
@@ -129,6 +130,81 @@ test-bindings: test-deps persistmap.so
 # Sanitizers: a separate build tree so the normal objects stay optimized.
 test-asan: test-deps
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" unit
+
+# ThreadSanitizer (build/tsan): the unit tests that run threads (group
+# commit, the cache's shards, a shrink beside a writer), chosen with
+# PM_TEST_FILTER, then test/unit/stress_threads.c: eight threads with a
+# connection each, persistmap linked in (-DSQLITE_CORE) with Debian's
+# libsqlite3, TSAN_OPS operations per thread. Any report fails the target.
+TSAN_FLAGS = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+TSAN_RUN   = TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(TSAN_OPTIONS)"
+TSAN_OPS  ?= 150
+
+$(BUILD)/stress_threads: test/unit/stress_threads.c ext/persistmap.h $(ENGINE_OBJ) $(STATIC_OBJ)
+	$(CC) $(CFLAGS) $(BASE) -Iext -o $@ $< $(ENGINE_OBJ) $(STATIC_OBJ) -lsqlite3 -lm
+
+test-tsan: test-deps
+	$(MAKE) BUILD=build/tsan CFLAGS="$(TSAN_FLAGS)" build/tsan/test_store build/tsan/test_cache \
+	  build/tsan/test_compact build/tsan/stress_threads
+	PM_TEST_FILTER=test_group_commit $(TSAN_RUN) build/tsan/test_store
+	PM_TEST_FILTER=test_threads $(TSAN_RUN) build/tsan/test_cache
+	PM_TEST_FILTER=test_shrink_with_concurrent_writer $(TSAN_RUN) build/tsan/test_compact
+	rm -rf build/tsan/stress && mkdir -p build/tsan/stress
+	$(TSAN_RUN) build/tsan/stress_threads build/tsan/stress $(TSAN_OPS)
+
+# Fuzzing (libFuzzer, clang; build/fuzz): fuzz_recovery feeds arbitrary bytes
+# as a store's segment, hint and manifest files to open and recovery, then
+# runs a few operations; fuzz_sql runs arbitrary SQL against persistmap
+# tables (linked in with -DSQLITE_CORE, Debian's libsqlite3) in a temporary
+# directory. Both under ASan and UBSan, with memory limits so that a lying
+# length field fails. `make fuzz-replay` (part of `make test`) runs every
+# input of test/fuzz/corpus/<target>/ once; `make fuzz` fuzzes each target
+# for FUZZ_SECONDS, new inputs going to $(FUZZ_DIR)/corpus-<target>/ and
+# crashes to $(FUZZ_DIR)/crash-*.
+FUZZ_CC      ?= clang
+FUZZ_DEPS     = clang libclang-rt-14-dev
+FUZZ_DIR      = $(BUILD)/fuzz
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS   = -O1 -g $(FUZZ_SAN) $(WARN) -std=gnu11 -D_GNU_SOURCE -DXXH_INLINE_ALL -pthread
+FUZZ_TARGETS  = fuzz_recovery fuzz_sql
+FUZZ_SECONDS ?= 300
+FUZZ_LIMITS   = -rss_limit_mb=2048 -timeout=60
+FUZZ_MALLOC_fuzz_recovery = -malloc_limit_mb=32
+FUZZ_MALLOC_fuzz_sql      = -malloc_limit_mb=256
+FUZZ_ENGINE_OBJ = $(ENGINE:%=$(FUZZ_DIR)/%.o)
+FUZZ_SQL_OBJ    = $(SQLPART:%=$(FUZZ_DIR)/static/%.o)
+
+.PHONY: fuzz-deps fuzz-build fuzz-replay fuzz
+
+fuzz-deps:
+	@sh test/deps.sh $(FUZZ_DEPS) libsqlite3-dev libxxhash-dev
+
+$(FUZZ_DIR)/%.o: ext/%.c $(HEADERS) | fuzz-deps
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -fPIC -fvisibility=hidden -c $< -o $@
+
+$(FUZZ_DIR)/static/%.o: ext/%.c $(HEADERS) | fuzz-deps
+	@mkdir -p $(FUZZ_DIR)/static
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -fPIC -fvisibility=hidden -DSQLITE_CORE -c $< -o $@
+
+$(FUZZ_DIR)/fuzz_recovery: test/fuzz/fuzz_recovery.c $(FUZZ_ENGINE_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Iext -o $@ $< $(FUZZ_ENGINE_OBJ) -lm
+
+$(FUZZ_DIR)/fuzz_sql: test/fuzz/fuzz_sql.c ext/persistmap.h $(FUZZ_ENGINE_OBJ) $(FUZZ_SQL_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Iext -o $@ $< $(FUZZ_SQL_OBJ) $(FUZZ_ENGINE_OBJ) -lsqlite3 -lm
+
+fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
+
+fuzz-replay: fuzz-build
+	@set -e; $(foreach t,$(FUZZ_TARGETS),\
+	  $(FUZZ_DIR)/$(t) $(FUZZ_LIMITS) $(FUZZ_MALLOC_$(t)) test/fuzz/corpus/$(t)/* \
+	    > $(FUZZ_DIR)/replay-$(t).log 2>&1 || { cat $(FUZZ_DIR)/replay-$(t).log; exit 1; }; \
+	  echo "$(t): $$(grep -c '^Executed' $(FUZZ_DIR)/replay-$(t).log) inputs of test/fuzz/corpus/$(t) replayed";)
+
+fuzz: fuzz-build
+	@set -e; $(foreach t,$(FUZZ_TARGETS),mkdir -p $(FUZZ_DIR)/corpus-$(t); \
+	  $(FUZZ_DIR)/$(t) $(FUZZ_LIMITS) $(FUZZ_MALLOC_$(t)) -max_total_time=$(FUZZ_SECONDS) \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus-$(t) test/fuzz/corpus/$(t);)
 
 # Benchmarks. `make bench` runs them all in one go (QUICK=1: 100,000 keys
 # instead of 1,000,000), writes each driver's JSON lines into $(BENCH_DIR),

@@ -73,9 +73,15 @@ static void libc_free(void *p) { free(p); }
 static const pm_allocator libc_allocator = { libc_malloc, libc_realloc, libc_free };
 static const pm_allocator *allocator = &libc_allocator;
 
-void pm_set_allocator(const pm_allocator *a) { allocator = a ? a : &libc_allocator; }
+/* Every connection's entry point sets it (to the same table) while other
+** threads allocate: an atomic pointer. */
+static const pm_allocator *cur_allocator(void) { return __atomic_load_n(&allocator, __ATOMIC_ACQUIRE); }
 
-void *pm_malloc(size_t n) { return allocator->xMalloc(n ? n : 1); }
+void pm_set_allocator(const pm_allocator *a) {
+  __atomic_store_n(&allocator, a ? a : &libc_allocator, __ATOMIC_RELEASE);
+}
+
+void *pm_malloc(size_t n) { return cur_allocator()->xMalloc(n ? n : 1); }
 
 void *pm_calloc(size_t n, size_t size) {
   if (size && n > SIZE_MAX / size) return NULL;
@@ -86,11 +92,11 @@ void *pm_calloc(size_t n, size_t size) {
 
 void *pm_realloc(void *p, size_t n) {
   if (!p) return pm_malloc(n);
-  return allocator->xRealloc(p, n ? n : 1);
+  return cur_allocator()->xRealloc(p, n ? n : 1);
 }
 
 void pm_free(void *p) {
-  if (p) allocator->xFree(p);
+  if (p) cur_allocator()->xFree(p);
 }
 
 char *pm_strdup(const char *s) {

@@ -285,7 +285,7 @@ void pm_hint_estimate(pm_log *log, uint64_t *records, uint64_t *key_bytes) {
     uint8_t h[HINT_HEADER];
     uint64_t size = 0;
     int ok = fd >= 0 && pm_io_read_full(log->io, fd, h, HINT_HEADER, 0) == HINT_HEADER &&
-             log->io->file_size(fd, &size) == 0 && memcmp(h, HINT_MAGIC, 8) == 0 &&
+             log->io->file_size(fd, &size) == 0 && size >= HINT_HEADER + 8 && memcmp(h, HINT_MAGIC, 8) == 0 &&
              pm_get_u32(h + 32) == f->num && pm_get_u64(h + 40) == f->size;
     if (fd >= 0) log->io->close(fd);
     uint64_t count = ok ? pm_get_u64(h + 48) : 0;

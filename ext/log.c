@@ -95,7 +95,8 @@ static int manifest_decode(const uint8_t *p, size_t n, pm_manifest *m) {
   if (!magic || memcmp(magic, MANIFEST_MAGIC, 8) != 0) return -1;
   if (rb_u32(&r) != PM_FORMAT_VERSION) return -2;
   uint32_t total = rb_u32(&r);
-  if (total != n || n < 16 || XXH3_64bits(p, n - 8) != pm_get_u64(p + n - 8)) return -1;
+  /* At least the fixed fields (108 bytes) and the checksum. */
+  if (total != n || n < 108 + 8 || XXH3_64bits(p, n - 8) != pm_get_u64(p + n - 8)) return -1;
   memcpy(m->store_id, rb_take(&r, 16), 16);
   m->seed = rb_u64(&r);
   m->gen = rb_u64(&r);
@@ -306,9 +307,20 @@ static pm_segfile *seg_find(pm_log *log, uint32_t num) {
   return lo < log->nfiles && log->files[lo].num == num ? &log->files[lo] : NULL;
 }
 
+/* A segment's size and record count change under the writer (and under a
+** scan that finds the file grew) while other threads read them for figures
+** and limits: relaxed atomics, read with __atomic_load_n. */
+static uint64_t seg_size(const pm_segfile *f) { return __atomic_load_n(&f->size, __ATOMIC_RELAXED); }
+static void set_seg_size(pm_segfile *f, uint64_t v) { __atomic_store_n(&f->size, v, __ATOMIC_RELAXED); }
+static void count_record(pm_segfile *f) { __atomic_fetch_add(&f->records, 1, __ATOMIC_RELAXED); }
+
 /* Append an open segment file to the table (numbers ascend). */
 static int seg_table_add(pm_log *log, pm_segfile f) {
   pthread_rwlock_wrlock(&log->segs_lock);
+  uint32_t kept = 0;              /* drop the entries pm_log_drop_retired closed */
+  for (uint32_t i = 0; i < log->nfiles; i++)
+    if (!(log->files[i].retired && log->files[i].fd < 0)) log->files[kept++] = log->files[i];
+  log->nfiles = kept;
   pm_segfile *nf = pm_realloc(log->files, sizeof *nf * (log->nfiles + 1));
   if (!nf) { pthread_rwlock_unlock(&log->segs_lock); return PM_NOMEM; }
   log->files = nf;
@@ -325,6 +337,35 @@ uint32_t pm_log_alloc_segment(pm_log *log) {
   uint32_t n = log->man.next_segment++;
   pthread_mutex_unlock(&log->num_mu);
   return n;
+}
+
+/* Make *m (taken over, then cleared) the log's manifest (num_mu held). Only
+** the fields that differ are written, under segs_lock as well: other
+** threads read the store's fixed settings (seed, segment_size, auto_shrink)
+** without a lock, and the active segment under segs_lock. */
+static void man_install(pm_log *log, pm_manifest *m) {
+  pm_manifest *cur = &log->man;
+  pthread_rwlock_wrlock(&log->segs_lock);
+#define PM_SET_IF_CHANGED(field) if (memcmp(&cur->field, &m->field, sizeof cur->field)) cur->field = m->field
+  PM_SET_IF_CHANGED(seed);
+  PM_SET_IF_CHANGED(gen);
+  PM_SET_IF_CHANGED(segment_size);
+  PM_SET_IF_CHANGED(auto_shrink);
+  PM_SET_IF_CHANGED(auto_shrink_min);
+  PM_SET_IF_CHANGED(seq_hw);
+  PM_SET_IF_CHANGED(int_hw);
+  PM_SET_IF_CHANGED(has_int_hw);
+  PM_SET_IF_CHANGED(next_segment);
+  PM_SET_IF_CHANGED(active);
+#undef PM_SET_IF_CHANGED
+  if (memcmp(cur->store_id, m->store_id, sizeof cur->store_id)) memcpy(cur->store_id, m->store_id, sizeof cur->store_id);
+  pm_free(cur->segs);
+  pm_free(cur->creator);
+  cur->segs = m->segs;
+  cur->nsegs = m->nsegs;
+  cur->creator = m->creator;
+  pthread_rwlock_unlock(&log->segs_lock);
+  memset(m, 0, sizeof *m);
 }
 
 int pm_log_create(const pm_io *io, const char *dir, pm_manifest *m, pm_err *err) {
@@ -516,7 +557,7 @@ int pm_log_flush(pm_log *log, pm_err *err) {
   if (pm_io_write_all(log->io, active_fd(log), log->wbuf, log->wlen, log->wstart.off) < 0)
     return write_error(log, errno, log->wstart, err);
   log->wstart.off += log->wlen;
-  active_file(log)->size = log->wstart.off;
+  set_seg_size(active_file(log), log->wstart.off);
   log->wlen = 0;
   note_written(log, log->wstart);
   return PM_OK;
@@ -552,8 +593,7 @@ int pm_log_roll(pm_log *log, pm_err *err) {
   }
   pthread_mutex_lock(&log->num_mu);
   next.next_segment = log->man.next_segment;     /* a compaction may have taken more */
-  pm_manifest_clear(&log->man);
-  log->man = next;
+  man_install(log, &next);
   pthread_mutex_unlock(&log->num_mu);
   log->end = log->wstart = (pm_pos){ num, PM_SEG_HEADER };
   pthread_mutex_lock(&log->sync_mu);
@@ -618,7 +658,7 @@ static int write_big(pm_log *log, uint8_t type, const pm_key *k, uint8_t vtype, 
   if (write_pieces(log->io, active_fd(log), off, seg_seed(log, log->end.seg), type, k, vtype, v, vlen, seq) < 0)
     return write_error(log, errno, log->end, err);
   log->wstart.off = off + size;
-  active_file(log)->size = off + size;
+  set_seg_size(active_file(log), off + size);
   note_written(log, log->wstart);
   return PM_OK;
 }
@@ -641,7 +681,7 @@ int pm_log_add(pm_log *log, uint8_t type, const pm_key *k, uint8_t vtype, const 
   }
   if (!rc) {
     log->end.off += size;
-    active_file(log)->records++;
+    count_record(active_file(log));
   }
   return rc;
 }
@@ -675,11 +715,11 @@ int pm_log_start_append(pm_log *log, pm_pos end, pm_err *err) {
   if (!f || f != active_file(log))
     return pm_err_set(err, PM_CORRUPT, "the log does not end in its active segment");
   uint64_t size;                 /* another process may have written since we looked */
-  if (log->io->file_size(f->fd, &size) == 0) f->size = size;
-  if (f->size > end.off && !log->readonly) {
+  if (log->io->file_size(f->fd, &size) == 0 && size != seg_size(f)) set_seg_size(f, size);
+  if (seg_size(f) > end.off && !log->readonly) {
     if (log->io->ftruncate(f->fd, end.off) < 0 || log->io->fsync(f->fd) < 0)
       return write_error(log, errno, end, err);
-    f->size = end.off;
+    set_seg_size(f, end.off);
   }
   log->end = log->wstart = end;
   log->wlen = 0;
@@ -960,6 +1000,8 @@ static int on_commit(scanner *s, const pm_rec *rec, const uint8_t *payload, uint
   pm_pos start = { pm_get_u32(payload + 4), pm_get_u64(payload + 8) };
   if (nrec > a->n || (nrec > 0 && pm_pos_cmp(a->recs[a->n - nrec].at, start) != 0)) {
     if (s->mode != PM_SCAN_SALVAGE) return corrupt_at(s, rec->at, " (group does not match its commit)");
+    /* Damage like any other: salvage must rewrite the log without it. */
+    if (!s->out->damaged) { s->out->damaged = 1; s->out->damage = rec->at; }
     s->out->dropped_groups++;
     asm_reset(a);
     return PM_OK;
@@ -976,7 +1018,7 @@ static int on_commit(scanner *s, const pm_rec *rec, const uint8_t *payload, uint
 static int on_record(scanner *s, const pm_rec *rec, const uint8_t *payload, uint64_t next_off) {
   assembler *a = &s->a;
   s->out->records++;
-  if (s->count) s->cur->records++;
+  if (s->count) count_record(s->cur);
   if (rec->seq > s->out->max_seq) s->out->max_seq = rec->seq;
   if (rec->type == PM_REC_ABORT) {
     if (a->held && a->g.id == rec->seq && !s->in_output) s->out->end = (pm_pos){ rec->at.seg, next_off };
@@ -1059,13 +1101,13 @@ static int on_damage(scanner *s, reader *r, uint64_t off, pm_pos claim, int is_l
 /* Scan segment f from off. *stop is set when a torn tail ends the log. */
 static int scan_segment(scanner *s, pm_segfile *f, uint64_t off, int is_last, char **report,
                         int *stop) {
-  uint64_t limit = s->limit.seg == f->num ? s->limit.off : f->size;
-  if (limit > f->size || s->mode == PM_SCAN_BOUNDED) {
+  uint64_t limit = s->limit.seg == f->num ? s->limit.off : seg_size(f);
+  if (limit > seg_size(f) || s->mode == PM_SCAN_BOUNDED) {
     uint64_t size;                /* another process may have appended */
-    if (s->log->io->file_size(f->fd, &size) == 0) f->size = size;
-    if (s->limit.seg != f->num) limit = f->size;
+    if (s->log->io->file_size(f->fd, &size) == 0 && size != seg_size(f)) set_seg_size(f, size);
+    if (s->limit.seg != f->num) limit = seg_size(f);
   }
-  if (limit > f->size) limit = f->size;
+  if (limit > seg_size(f)) limit = seg_size(f);
   reader r = { s->log, f, limit, s->buf, 0, 0 };
   pm_pos claim = s->durable_hint;
   while (off < limit) {
@@ -1119,7 +1161,14 @@ static int log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos hin
     if (hints && f->num != log->man.active && off == PM_SEG_HEADER) {
       rc = flush_held(&s);
       if (!rc) rc = pm_hint_apply(log, f, apply, ctx, out, err);
-      if (rc != PM_NOTFOUND) { f->hinted = rc == PM_OK; continue; }
+      if (rc != PM_NOTFOUND) {
+        if (f->hinted != (rc == PM_OK)) {      /* bg upkeep reads it under segs_lock */
+          pthread_rwlock_wrlock(&log->segs_lock);
+          f->hinted = rc == PM_OK;
+          pthread_rwlock_unlock(&log->segs_lock);
+        }
+        continue;
+      }
       rc = PM_OK;
     }
     rc = scan_segment(&s, f, off, f->num == log->man.active, report, &stop);
@@ -1128,7 +1177,7 @@ static int log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos hin
   if (!rc && mode != PM_SCAN_SALVAGE) {
     pm_segfile *act = active_file(log);
     uint64_t kept = out->end.seg == act->num ? out->end.off : PM_SEG_HEADER;
-    if (!limit.seg && act->size > kept) out->dropped_bytes += act->size - kept;
+    if (!limit.seg && seg_size(act) > kept) out->dropped_bytes += seg_size(act) - kept;
   }
   pm_free(s.a.recs);
   pm_free(s.a.keys);
@@ -1257,24 +1306,24 @@ void pm_log_retire(pm_log *log, uint32_t num) {
   pthread_rwlock_unlock(&log->segs_lock);
 }
 
+/* The entries stay where they are (closed, fd -1), so that the writer's
+** pointer to the active segment's entry, taken without segs_lock, stays
+** valid; seg_table_add drops them later, under the writer lock. */
 void pm_log_drop_retired(pm_log *log) {
   pthread_rwlock_wrlock(&log->segs_lock);
-  uint32_t kept = 0;
   for (uint32_t i = 0; i < log->nfiles; i++) {
-    if (log->files[i].retired) log->io->close(log->files[i].fd);
-    else log->files[kept++] = log->files[i];
+    if (!log->files[i].retired || log->files[i].fd < 0) continue;
+    log->io->close(log->files[i].fd);
+    log->files[i].fd = -1;
   }
-  log->nfiles = kept;
   pthread_rwlock_unlock(&log->segs_lock);
 }
 
 void pm_log_set_manifest(pm_log *log, pm_manifest *m) {
   pthread_mutex_lock(&log->num_mu);
   if (m->next_segment < log->man.next_segment) m->next_segment = log->man.next_segment;
-  pm_manifest_clear(&log->man);
-  log->man = *m;
+  man_install(log, m);
   pthread_mutex_unlock(&log->num_mu);
-  memset(m, 0, sizeof *m);
 }
 
 int pm_log_manifest_copy(pm_log *log, pm_manifest *out) {

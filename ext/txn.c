@@ -361,7 +361,7 @@ int pm_txn_prepare(pm_txn *t, pm_err *err) {
   pm_engine *e = t->e;
   pthread_mutex_lock(&e->catch_mu);
   pm_shared st = pm_engine_shared_state(e, t->group_end);
-  e->shm_seen = pm_shm_publish(&e->lock, &st);
+  pm_store64(&e->shm_seen, pm_shm_publish(&e->lock, &st));
   pthread_mutex_unlock(&e->catch_mu);
   return PM_OK;
 }
@@ -394,20 +394,23 @@ static int publish_group(pm_txn *t, pm_err *err) {
   pthread_mutex_lock(&e->catch_mu);
   pthread_rwlock_wrlock(&e->ix_lock);
   int rc = pm_engine_apply_group(e, &t->grp, err);
+  /* Compaction only pays off once a fifth of the versions are dead. */
+  uint64_t versions = pm_index_versions(e->ix), live = pm_index_count(e->ix);
+  int compact = versions * 4 >= live * 5 + 256;
   pthread_rwlock_unlock(&e->ix_lock);
   if (!rc) {
     if (t->has_int && (!e->has_int_hw || t->int_max > e->int_hw)) { e->int_hw = t->int_max; e->has_int_hw = 1; }
     e->applied = t->group_end;
     pm_store64(&e->last_seq, t->group_id);
     pm_shared st = pm_engine_shared_state(e, e->applied);
-    e->shm_seen = pm_shm_publish(&e->lock, &st);
+    pm_store64(&e->shm_seen, pm_shm_publish(&e->lock, &st));
     e->commits++;
   } else {
     pm_log_fail(&e->log, err);      /* memory and log disagree: stop until reopened */
   }
   pthread_mutex_unlock(&e->catch_mu);
-  if (!rc) {
-    cache_group(t);
+  if (!rc) cache_group(t);
+  if (!rc && compact) {
     uint64_t keep = pm_engine_oldest_visible(e);
     pthread_rwlock_wrlock(&e->ix_lock);
     pm_index_compact(e->ix, keep);
@@ -448,7 +451,7 @@ void pm_txn_abort(pm_txn *t) {
       pthread_mutex_lock(&e->catch_mu);
       e->applied = e->log.end;
       pm_shared st = pm_engine_shared_state(e, e->applied);
-      e->shm_seen = pm_shm_publish(&e->lock, &st);
+      pm_store64(&e->shm_seen, pm_shm_publish(&e->lock, &st));
       pthread_mutex_unlock(&e->catch_mu);
     }
   }

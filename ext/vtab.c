@@ -712,11 +712,12 @@ static void value_release(void *p) {
   pm_value_unref((pm_value *)((char *)p - offsetof(pm_value, data)));
 }
 
-/* Return a stored value as an SQL result. Large text and blobs are handed
-** to SQLite by reference (the value is immutable and refcounted). */
+/* Return a stored value as an SQL result. Text and blobs are handed to
+** SQLite by reference, not copied: the value is immutable and refcounted,
+** and SQLite drops its reference when done. Text without an embedded NUL is
+** passed with its terminator (pm_value has one), so that SQLite need not
+** copy it to add one when the application asks for a C string. */
 static void value_result(sqlite3_context *ctx, pm_value *v) {
-  int big = v->len >= 256;
-  void (*xDel)(void *) = big ? value_release : SQLITE_TRANSIENT;
   switch (v->type) {
     case PM_NULL: sqlite3_result_null(ctx); return;
     case PM_INTEGER:
@@ -726,12 +727,15 @@ static void value_result(sqlite3_context *ctx, pm_value *v) {
       else { pm_key k = { PM_REAL, 8, v->data }; sqlite3_result_double(ctx, key_real(&k)); }
       return;
     case PM_TEXT:
-      if (big) pm_value_ref(v);
-      sqlite3_result_text64(ctx, (const char *)v->data, v->len, xDel, SQLITE_UTF8);
+      pm_value_ref(v);
+      if (v->len < 0x7fffffff && !memchr(v->data, 0, v->len))
+        sqlite3_result_text(ctx, (const char *)v->data, -1, value_release);
+      else
+        sqlite3_result_text64(ctx, (const char *)v->data, v->len, value_release, SQLITE_UTF8);
       return;
     case PM_BLOB:
-      if (big) pm_value_ref(v);
-      sqlite3_result_blob64(ctx, v->data, v->len, xDel);
+      pm_value_ref(v);
+      sqlite3_result_blob64(ctx, v->data, v->len, value_release);
       return;
   }
   sqlite3_result_error(ctx, "persistmap: a stored value has a bad type or length", -1);
@@ -1357,6 +1361,7 @@ static int cursor_attach(pm_cursor *c, pm_err *err) {
   int rc = vt->in_write && !vt->readonly ? vt_txn(vt, err) : vt_open_store(vt, 0, err);
   if (rc != PM_OK) return rc;
   if (vt->txn) { c->txn = vt->txn; return PM_OK; }
+  if ((c->plan & (PLAN_EQ | PLAN_IN)) == PLAN_EQ) return PM_OK;   /* one lookup: atomic by itself */
   rc = pm_store_snap_begin(vt->store, &c->snap, err);
   c->has_snap = (rc == PM_OK);
   return rc;
@@ -1586,7 +1591,7 @@ static int cursor_get(pm_cursor *c, const pm_key *k, pm_value **val, pm_meta *me
     return pm_err_set(err, PM_ERROR, "the transaction this query read from has ended");
   }
   if (c->txn) return pm_txn_get(c->txn, k, val, meta, err);
-  return pm_store_get(cursor_vtab(c)->store, &c->snap, k, val, meta, err);
+  return pm_store_get(cursor_vtab(c)->store, c->has_snap ? &c->snap : NULL, k, val, meta, err);
 }
 
 /* Move to the next row of the plan, ignoring LIMIT and OFFSET. */

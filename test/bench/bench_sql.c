@@ -51,14 +51,17 @@
 ** it, with no tracing overhead on the timed runs; the driver checks at
 ** start that the wrappers are the ones the dynamic linker hands out, and
 ** persistmap's own `fsyncs` figure is printed beside the count. (strace -f
-** -c -e trace=fdatasync,fsync on a run gives the same totals: the smoke
-** test checks that.)
+** -c -e trace=fdatasync,fsync on a run gives the same totals, the reopen
+** children's calls included: the smoke test checks that.)
 **
 ** -w and -s (comma-separated names, as in the output) run only some
 ** workloads or systems, for profiling: the load then runs once, untimed,
-** unless bulk_load is selected. Examples, under a profiler:
-**   bench_sql -n 100000 -r 1 -w get_uniform -s persistmap_temp DIR
-**   bench_sql -n 100000 -r 1 -w full_scan,upsert_normal -s persistmap DIR
+** unless bulk_load is selected. The timed loops are separate functions
+** (run_load, run_scan, run_gets, run_upserts, run_delete) so a profiler can
+** count them alone, for example:
+**   valgrind --tool=callgrind --toggle-collect='run_gets*' bench_sql -n 100000
+**     -r 1 -w get_uniform -s persistmap_temp DIR
+**   perf record -g bench_sql -n 100000 -r 1 -w upsert_normal -s persistmap DIR
 **
 ** Output: a line per workload and system on stdout, and one JSON object per
 ** line in JSON (default DIR/sql.json); test/bench/report.py turns those into

@@ -26,8 +26,9 @@
 ** at each of its operations in turn.
 **
 ** Faults. A hook set with sd_set_fault() is asked before each call of a kind
-** (SD_F_*); it answers 0 (go on), an errno (fail the call with it) or
-** SD_SHORT (a write of half the bytes, or EIO for a single byte).
+** (SD_F_*; SD_F_OPEN is every open, not only creating ones); it answers 0
+** (go on), an errno (fail the call with it) or SD_SHORT (a write of half
+** the bytes, or EIO for a single byte).
 **
 ** One disk is in use at a time (sd_use), because pm_io carries no context:
 ** switch only while no store is open on the other. Paths are made absolute

@@ -667,5 +667,6 @@ int main(void) {
     cmocka_unit_test(test_allocation_failures),
     cmocka_unit_test(test_put_without_memory),
   };
+  tu_filter_from_env();
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -377,5 +377,6 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_hints_missing_or_corrupt, setup, teardown),
     cmocka_unit_test_setup_teardown(test_compaction_by_another_process, setup, teardown),
   };
+  tu_filter_from_env();
   return cmocka_run_group_tests_name("compact", tests, NULL, NULL);
 }

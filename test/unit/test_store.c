@@ -729,5 +729,6 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
     cmocka_unit_test_setup_teardown(test_two_processes, setup, teardown),
   };
+  tu_filter_from_env();
   return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

@@ -47,4 +47,12 @@ static inline uint64_t tu_rand(uint64_t *state) {
   return x * 0x2545F4914F6CDD1DULL;
 }
 
+/* Run only the tests whose names match PM_TEST_FILTER (a cmocka pattern,
+** '*' and '?' allowed), when it is set: `make test-tsan` runs the threaded
+** tests of a suite that would be too slow whole under ThreadSanitizer. */
+static inline void tu_filter_from_env(void) {
+  const char *f = getenv("PM_TEST_FILTER");
+  if (f && *f) cmocka_set_test_filter(f);
+}
+
 #endif

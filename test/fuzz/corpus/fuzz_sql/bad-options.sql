@@ -1,0 +1,1 @@
+CREATE VIRTUAL TABLE a USING persistmap(cache_sise=1); CREATE VIRTUAL TABLE b USING persistmap(path='../x');CREATE VIRTUAL TABLE c USING persistmap(sync=sometimes); SELECT * FROM a; DROP TABLE a; DROP TABLE b;

@@ -1,0 +1,1 @@
+INSERT INTO kv VALUES ('z', zeroblob(90000)); UPDATE kv SET value = randomblob(50000) WHERE key = 'z';WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 300) INSERT INTO kv SELECT 'r' || i, randomblob(i * 10) FROM c; SELECT persistmap_shrink('kv');SELECT count(*), sum(length(value)) FROM kv;

@@ -1,0 +1,1 @@
+SELECT persistmap_version(), persistmap_hash('a'), persistmap_hash(x'00'), persistmap_debug();SELECT persistmap_stats('kv'), persistmap_check('q'), persistmap_sync('kv'), persistmap_sync('kv', 10);SELECT persistmap_shrink('kv'); SELECT persistmap_recover('q'); SELECT persistmap_stats('main.kv');

@@ -1,0 +1,1 @@
+INSERT INTO kv VALUES (-0.0, 1), (9223372036854775807, 2), (1e308, 3), ('', 4), (x'', 5);INSERT INTO kv VALUES (NULL, 6); SELECT key FROM kv WHERE key = 0; INSERT INTO kv VALUES (0.0, 7);SELECT * FROM kv WHERE seq = 1; UPDATE kv SET seq = 5; INSERT INTO kv(key, value, seq) VALUES (1, 2, 3);

@@ -1,0 +1,1 @@
+SELECT key FROM kv WHERE key GLOB 'b*'; SELECT key FROM kv WHERE key LIKE 'B%';SELECT key FROM kv WHERE key >= 'a' AND key < 'c'; SELECT key, seq FROM kv ORDER BY seq DESC LIMIT 2 OFFSET 1;SELECT key FROM kv WHERE seq > 2; SELECT k.key FROM t JOIN kv k ON k.key = t.a;

@@ -1,0 +1,1 @@
+CREATE VIRTUAL TABLE u USING persistmap(path='u.pmap', segment_size='64KB', auto_shrink=0, cache_size='-1');INSERT INTO u SELECT key, value FROM kv; ALTER TABLE u RENAME TO v; SELECT * FROM v; DROP TABLE v;CREATE VIRTUAL TABLE w USING persistmap(mode='readonly', path='main.db-kv.pmap'); SELECT count(*) FROM w;INSERT INTO w VALUES (1, 2); DROP TABLE w;

@@ -1,0 +1,1 @@
+INSERT INTO kv VALUES ('n', 1); INSERT OR REPLACE INTO kv VALUES ('n', 2); INSERT OR IGNORE INTO kv VALUES ('n', 3);UPDATE kv SET value = value + 1 WHERE key = 'n'; UPDATE kv SET key = 'm' WHERE key = 'n';DELETE FROM kv WHERE key GLOB 'm*'; INSERT INTO kv VALUES (NULL, 'auto'); SELECT persistmap_last_key();
