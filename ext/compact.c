@@ -196,8 +196,7 @@ static int shrink_begin_locked(shrink_job *j, pm_err *err) {
     rc = pm_log_roll(&e->log, err);
     if (!rc) {
       e->applied = e->log.end;
-      pm_shared st = pm_engine_shared_state(e, e->applied);
-      e->shm_seen = pm_shm_publish(&e->lock, &st);
+      pm_engine_publish(e, e->applied);
     }
   }
   pthread_mutex_unlock(&e->catch_mu);
@@ -392,8 +391,7 @@ static int shrink_switch_locked(shrink_job *j, pm_err *err) {
   for (uint32_t i = 0; i < j->ninputs; i++) pm_log_retire(&e->log, j->inputs[i]);
   pm_log_set_manifest(&e->log, &m);
   pthread_mutex_lock(&e->catch_mu);
-  pm_shared st = pm_engine_shared_state(e, e->applied);
-  e->shm_seen = pm_shm_publish(&e->lock, &st);
+  pm_engine_publish(e, e->applied);
   pthread_mutex_unlock(&e->catch_mu);
   pm_store64(&e->retired_at, pm_load64(&e->last_seq));
   return rc;

@@ -55,6 +55,7 @@ struct pm_engine {
   /* Published state (atomics, read without locks). */
   uint64_t last_seq;           /* newest committed seq */
   uint64_t shm_seen;           /* shared counter after our last catch-up or publish */
+  uint64_t own_counter;        /* shared counter after our last publish */
 
   /* Guarded by catch_mu (and by holding the writer lock for the writer). */
   pthread_mutex_t catch_mu;
@@ -154,6 +155,9 @@ int pm_engine_apply_group(pm_engine *e, const pm_group *g, pm_err *err);
 int pm_engine_apply_load(void *ctx, const pm_group *g, pm_err *err);
 /* The state to publish in shared memory (writer or lone engine, catch_mu held). */
 pm_shared pm_engine_shared_state(pm_engine *e, pm_pos prepared);
+/* Publish the engine's state to the other processes (catch_mu held, by the
+** writer or an engine alone on the store); prepared: see pm_shared. */
+void pm_engine_publish(pm_engine *e, pm_pos prepared);
 /* Pin the newest committed state as a snapshot (its seq and index); PM_NOMEM. */
 int pm_engine_pin_latest(pm_engine *e, uint64_t *seq, pm_index **ix);
 /* Release a pin taken by pm_engine_pin_latest; frees a replaced index that no

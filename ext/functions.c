@@ -229,9 +229,10 @@ static char *stats_json(const pm_stats *st) {
       sqlite3_str_appendf(s, ",\"%s\":%llu", aCounter[i].name, (unsigned long long)v);
     }
   }
-  sqlite3_str_appendf(s, ",\"next_int_key\":%lld,\"shrink_running\":%s,\"last_error_code\":\"%s\"",
-                      (long long)st->next_int_key, st->shrink_running ? "true" : "false",
-                      pm_code_name(st->last_error_code));
+  if (st->next_int_key) sqlite3_str_appendf(s, ",\"next_int_key\":%lld", (long long)st->next_int_key);
+  else sqlite3_str_appendall(s, ",\"next_int_key\":null");       /* none left */
+  sqlite3_str_appendf(s, ",\"shrink_running\":%s,\"last_error_code\":\"%s\"",
+                      st->shrink_running ? "true" : "false", pm_code_name(st->last_error_code));
   sqlite3_str_appendall(s, ",\"last_error\":");
   json_string(s, st->last_error);
   sqlite3_str_appendchar(s, 1, '}');

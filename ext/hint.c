@@ -183,7 +183,7 @@ static int hint_load(pm_log *log, const pm_segfile *f, uint8_t **buf, size_t *n,
 
 /* Decode the entries of a validated hint into g (keys point into buf).
 ** -1 when an entry does not fit (a hint that lies is not used). */
-static int hint_decode(const uint8_t *buf, size_t n, uint32_t seg, pm_group *g) {
+static int hint_decode(const uint8_t *buf, size_t n, uint32_t seg, uint64_t seg_size, pm_group *g) {
   uint64_t count = pm_get_u64(buf + 48);
   if (count > n / HINT_ENTRY) return -1;
   g->recs = pm_malloc(sizeof(pm_grec) * (count ? count : 1));
@@ -203,6 +203,10 @@ static int hint_decode(const uint8_t *buf, size_t n, uint32_t seg, pm_group *g) 
     r->key_off = at + HINT_ENTRY;
     if (r->klen > PM_MAX_KEY || r->vlen > PM_MAX_VALUE || (r->type != PM_REC_PUT && r->type != PM_REC_DEL) ||
         r->ktype < PM_INTEGER || r->ktype > PM_BLOB) return -1;
+    /* The record must lie inside the segment: a length that lies never
+    ** reaches an allocation or a read. */
+    if (r->at.off < PM_SEG_HEADER || r->at.off > seg_size ||
+        pm_rec_size(r->klen, r->vlen) > seg_size - r->at.off) return -1;
     at += HINT_ENTRY + pad8(r->klen);
     if (at > end) return -1;
   }
@@ -220,7 +224,7 @@ int pm_hint_apply(pm_log *log, pm_segfile *f, pm_apply_fn apply, void *ctx, pm_s
   if (rc) return rc;
   pm_group g;
   memset(&g, 0, sizeof g);
-  int d = hint_decode(buf, n, f->num, &g);
+  int d = hint_decode(buf, n, f->num, f->size, &g);
   if (d == -2) rc = pm_err_set(err, PM_NOMEM, "out of memory reading a hint file");
   else if (d < 0) rc = PM_NOTFOUND;
   else {

@@ -234,6 +234,12 @@ pm_shared pm_engine_shared_state(pm_engine *e, pm_pos prepared) {
   return s;
 }
 
+void pm_engine_publish(pm_engine *e, pm_pos prepared) {
+  pm_shared st = pm_engine_shared_state(e, prepared);
+  e->own_counter = pm_shm_publish(&e->lock, &st);
+  pm_store64(&e->shm_seen, e->own_counter);
+}
+
 static void on_durable(void *ctx, pm_pos p) { pm_shm_set_durable(ctx, p); }
 
 /* What recovery adopted must outlive a power loss before anyone builds on
@@ -303,6 +309,7 @@ static int recover_index(pm_engine *e, pm_err *err) {
     if (rc) return rc;
     pm_shared st = pm_engine_shared_state(e, e->applied);
     pm_shm_reset(&e->lock, m->store_id, &st);
+    e->own_counter = pm_shm_counter(&e->lock);
   }
   e->shm_seen = pm_shm_counter(&e->lock);
   e->log.on_durable = on_durable;
@@ -786,7 +793,8 @@ int pm_store_stats(pm_store *s, pm_stats *o, pm_err *err) {
   pthread_mutex_unlock(&e->log.sync_mu);
   o->unsynced_bytes = w.seg == d.seg && w.off > d.off ? w.off - d.off : (w.seg > d.seg ? w.off : 0);
   o->last_seq = pm_load64(&e->last_seq);
-  o->next_int_key = e->has_int_hw ? (e->int_hw < 0 ? 1 : e->int_hw + 1) : 1;
+  /* 0 when no integer key is left above the highest one (never int_hw + 1 then). */
+  o->next_int_key = !e->has_int_hw || e->int_hw < 0 ? 1 : e->int_hw == INT64_MAX ? 0 : e->int_hw + 1;
   o->commits = e->commits;
   o->dropped_bytes = e->dropped_bytes;
   o->catchups = e->catchups;

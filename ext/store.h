@@ -227,7 +227,7 @@ typedef struct pm_stats {
   uint64_t records;             /* records in the log, live and dead */
   uint64_t unsynced_bytes;      /* log bytes written but not yet fsynced */
   uint64_t last_seq;            /* newest committed seq */
-  int64_t next_int_key;
+  int64_t next_int_key;         /* 0: no integer key is left */
   uint64_t commits;             /* groups committed by this engine */
   uint64_t fsyncs;              /* fdatasyncs issued by this engine */
   uint64_t dropped_bytes;       /* torn tail ignored or cut at open */

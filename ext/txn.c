@@ -129,8 +129,12 @@ int pm_txn_begin(pm_store *s, pm_txn **out, pm_err *err) {
   t->e = e;
   if ((rc = pm_engine_writer_acquire(e, s->busy_ms, err)) != PM_OK) { pm_free(t); return rc; }
   pthread_mutex_lock(&e->catch_mu);
+  uint64_t seen = pm_shm_counter(&e->lock);
   rc = pm_engine_catch_up_locked(e, 1, err);
-  if (!rc && !e->log.failed) rc = pm_log_start_append(&e->log, e->applied, err);
+  /* Unless this engine wrote last, learn where the log really ends (and cut
+  ** what a writer that died left after the commit point). */
+  int ours = seen == e->own_counter && pm_pos_cmp(e->applied, e->log.end) == 0;
+  if (!rc && !e->log.failed && !ours) rc = pm_log_start_append(&e->log, e->applied, err);
   pthread_mutex_unlock(&e->catch_mu);
   if (!rc && e->log.failed) rc = pm_engine_stopped_error(e, err);
   if (rc) { pm_engine_writer_release(e); pm_free(t); return rc; }
@@ -360,8 +364,7 @@ int pm_txn_prepare(pm_txn *t, pm_err *err) {
   t->prepared = 1;
   pm_engine *e = t->e;
   pthread_mutex_lock(&e->catch_mu);
-  pm_shared st = pm_engine_shared_state(e, t->group_end);
-  pm_store64(&e->shm_seen, pm_shm_publish(&e->lock, &st));
+  pm_engine_publish(e, t->group_end);
   pthread_mutex_unlock(&e->catch_mu);
   return PM_OK;
 }
@@ -402,8 +405,7 @@ static int publish_group(pm_txn *t, pm_err *err) {
     if (t->has_int && (!e->has_int_hw || t->int_max > e->int_hw)) { e->int_hw = t->int_max; e->has_int_hw = 1; }
     e->applied = t->group_end;
     pm_store64(&e->last_seq, t->group_id);
-    pm_shared st = pm_engine_shared_state(e, e->applied);
-    pm_store64(&e->shm_seen, pm_shm_publish(&e->lock, &st));
+    pm_engine_publish(e, e->applied);
     e->commits++;
   } else {
     pm_log_fail(&e->log, err);      /* memory and log disagree: stop until reopened */
@@ -450,8 +452,7 @@ void pm_txn_abort(pm_txn *t) {
         pm_log_flush(&e->log, &ignored) == PM_OK) {
       pthread_mutex_lock(&e->catch_mu);
       e->applied = e->log.end;
-      pm_shared st = pm_engine_shared_state(e, e->applied);
-      pm_store64(&e->shm_seen, pm_shm_publish(&e->lock, &st));
+      pm_engine_publish(e, e->applied);
       pthread_mutex_unlock(&e->catch_mu);
     }
   }

@@ -1,0 +1,1 @@
+INSERT INTO kv VALUES (9223372036854775807, 2); SELECT persistmap_stats('kv');
