@@ -138,7 +138,7 @@ test-asan: test-deps
 # libsqlite3, TSAN_OPS operations per thread. Any report fails the target.
 TSAN_FLAGS = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
 TSAN_RUN   = TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(TSAN_OPTIONS)"
-TSAN_OPS  ?= 150
+TSAN_OPS  ?= 500
 
 $(BUILD)/stress_threads: test/unit/stress_threads.c ext/persistmap.h $(ENGINE_OBJ) $(STATIC_OBJ)
 	$(CC) $(CFLAGS) $(BASE) -Iext -o $@ $< $(ENGINE_OBJ) $(STATIC_OBJ) -lsqlite3 -lm
@@ -238,10 +238,11 @@ $(BUILD)/bench_kv: test/bench/bench_kv.c $(TEST_HEADERS) $(BUILD)/libpmengine.a 
 $(BUILD)/cache_trace: test/bench/cache_trace.c $(TEST_HEADERS) $(BUILD)/libpmengine.a
 	$(CC) $(CFLAGS) $(BASE) -Iext -Itest/bench -o $@ $< $(BUILD)/libpmengine.a -lm
 
-bench: test-deps bench-deps $(BUILD)/bench_engine $(BUILD)/bench_compact $(BUILD)/bench_sql $(BUILD)/bench_kv $(BUILD)/cache_trace persistmap.so
+bench: test-deps bench-deps $(BUILD)/bench_engine $(BUILD)/bench_compact $(BUILD)/bench_multiproc $(BUILD)/bench_sql $(BUILD)/bench_kv $(BUILD)/cache_trace persistmap.so
 	rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR)
 	$(BUILD)/bench_engine $(BENCH_DIR) $(BENCH_N)
 	$(BUILD)/bench_compact $(BENCH_DIR) $(BENCH_N) && rm -rf $(BENCH_DIR)/compact-store
+	$(BUILD)/bench_multiproc $(BENCH_DIR) $(if $(QUICK),20000,100000) && rm -rf $(BENCH_DIR)/multiproc-store
 	$(BUILD)/bench_sql -n $(BENCH_N) -r $(BENCH_REPS) -x ./persistmap.so -o $(BENCH_DIR)/sql.json $(BENCH_DIR)/sql
 	$(BUILD)/bench_kv -n $(BENCH_N) -r $(BENCH_REPS) -o $(BENCH_DIR)/kv.json $(BENCH_DIR)/kv
 	rm -rf $(BENCH_DIR)/sql $(BENCH_DIR)/kv

@@ -77,9 +77,36 @@ static int is_store_file(const char *name) {
          strcmp(name + digits, ".hint.tmp") == 0;
 }
 
+typedef struct dir_scan { const pm_io *io; const char *dir; } dir_scan;
+
+/* Stops the listing (returns 1) at a file that forbids making the directory
+** a new store: a file that is not a store's, or a segment holding more than
+** its header (a store that lost its manifest: never overwrite it). */
 static int foreign_file_cb(void *ctx, const char *name) {
-  (void)ctx;
-  return is_store_file(name) ? 0 : 1;
+  const dir_scan *d = ctx;
+  if (!is_store_file(name)) return 1;
+  size_t n = strlen(name);
+  if (n < 4 || strcmp(name + n - 4, ".log") != 0) return 0;
+  char *p = pm_sprintf("%s/%s", d->dir, name);
+  int fd = p ? d->io->open(p, O_RDONLY, 0) : -1;
+  pm_free(p);
+  uint64_t size = 0;
+  int has_data = fd < 0 || d->io->file_size(fd, &size) < 0 || size > PM_SEG_HEADER;
+  if (fd >= 0) d->io->close(fd);
+  return has_data ? 2 : 0;
+}
+
+/* 1 if dir/MANIFEST exists, 0 if it does not, -1 (errno set) if that cannot
+** be told: an error is never taken for "no store here". */
+static int manifest_state(const pm_io *io, const char *path) {
+  char *m = pm_sprintf("%s/%s", path, PM_MANIFEST_NAME);
+  if (!m) { errno = ENOMEM; return -1; }
+  int fd = io->open(m, O_RDONLY, 0);
+  int saved = errno;
+  pm_free(m);
+  if (fd >= 0) { io->close(fd); return 1; }
+  errno = saved;
+  return saved == ENOENT ? 0 : -1;
 }
 
 /* Make sure path is a directory that is, or may become, a store. *fresh is
@@ -103,9 +130,14 @@ static int prepare_dir(const pm_io *io, const char *path, const pm_options *o, i
   } else if (!S_ISDIR(st.st_mode)) {
     return pm_err_set(err, PM_CANTOPEN, "'%s' is not a persistmap store (not a directory)", path);
   }
-  if (pm_store_exists(path, io)) return PM_OK;
-  int foreign = io->list_dir(path, foreign_file_cb, NULL);
+  int state = manifest_state(io, path);
+  if (state < 0) return pm_err_sys(err, errno, "cannot open the manifest of '%s'", path);
+  if (state > 0) return PM_OK;
+  dir_scan d = { io, path };
+  int foreign = io->list_dir(path, foreign_file_cb, &d);
   if (foreign < 0) return pm_err_sys(err, errno, "cannot read directory '%s'", path);
+  if (foreign == 2)
+    return pm_err_set(err, PM_CORRUPT, "'%s' holds log segments but no MANIFEST", path);
   if (foreign > 0 || !o->create || o->readonly)
     return pm_err_set(err, PM_CANTOPEN, "'%s' is not a persistmap store", path);
   *fresh = 1;
@@ -113,14 +145,7 @@ static int prepare_dir(const pm_io *io, const char *path, const pm_options *o, i
 }
 
 int pm_store_exists(const char *path, const pm_io *io) {
-  if (!io) io = &pm_io_posix;
-  char *m = pm_sprintf("%s/%s", path, PM_MANIFEST_NAME);
-  if (!m) return 0;
-  int fd = io->open(m, O_RDONLY, 0);
-  pm_free(m);
-  if (fd < 0) return 0;
-  io->close(fd);
-  return 1;
+  return manifest_state(io ? io : &pm_io_posix, path) == 1;
 }
 
 /* Write the manifest and first segment of a new store. */
@@ -442,7 +467,11 @@ static int engine_open(pm_engine *e, const pm_options *o, int fresh, pm_err *err
   if (rc) return rc;
   e->lock_open = 1;
   if ((rc = pm_lock_init_acquire(&e->lock, err)) != PM_OK) return rc;
-  if (fresh && !pm_store_exists(e->dir, e->io)) rc = create_store(e, o, err);
+  if (fresh) {                 /* re-checked under INIT: another process may have created it */
+    int state = manifest_state(e->io, e->dir);
+    if (state < 0) rc = pm_err_sys(err, errno, "cannot open the manifest of '%s'", e->dir);
+    else if (state == 0) rc = create_store(e, o, err);
+  }
   pm_manifest m;
   memset(&m, 0, sizeof m);
   if (!rc) rc = pm_manifest_read(e->io, e->dir, &m, err);

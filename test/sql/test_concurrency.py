@@ -65,6 +65,19 @@ def result(p, timeout):
     return json.loads(lines[-1]), p.returncode, err
 
 
+def results(procs, timeout):
+    """result() of each worker, all within one timeout."""
+    end = time.monotonic() + timeout
+    return [result(p, max(1.0, end - time.monotonic())) for p in procs]
+
+
+def join_threads(threads, timeout):
+    end = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.1, end - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "a thread did not finish in time"
+
+
 def bank_con(store, **kw):
     return cw.connect(EXT, str(store), **kw)
 
@@ -126,9 +139,7 @@ def test_connections_on_threads_share_one_engine(tmp):
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(4)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
+    join_threads(threads, 40)
     assert errors == []
     st = stats(main)
     assert st["commits"] - before == 4 * per_thread
@@ -196,12 +207,9 @@ def test_bank_transfers_on_threads_keep_the_total(tmp):
     others.append(threading.Thread(target=compactor, daemon=True))
     for t in writers + others:
         t.start()
-    for t in writers:
-        t.join(90)
+    join_threads(writers, 40)
     stop.set()
-    for t in others:
-        t.join(30)
-    assert not any(t.is_alive() for t in writers + others), "a thread did not finish"
+    join_threads(others, 10)
     assert errors == []
     assert done["checks"] > 0
     assert done["shrinks"] > 0
@@ -350,7 +358,7 @@ def test_forked_children_and_parent_write_to_one_store(tmp):
     for j in range(n):                            # the parent writes meanwhile
         con.execute("INSERT INTO kv VALUES (?, ?)", (f"parent:{j}", j))
         con.execute("UPDATE kv SET value = value + 1 WHERE key = 'ctr'")
-    join_all(procs, 60)
+    join_all(procs, 40)
     assert [p.exitcode for p in procs] == [0] * kids
     for i in range(kids):
         res = json.load(open(tmp / f"child{i}.json"))
@@ -427,10 +435,9 @@ def test_queue_producer_and_consumer_processes(tmp, spawn):
     n = 400
     consumer = spawn("consumer", store, n, 40)
     producer = spawn("producer", store, n)
-    pushed, rc, err = result(producer, 50)
-    assert rc == 0, err
-    popped, rc, err = result(consumer, 50)
-    assert rc == 0, err
+    (pushed, rc, err), (popped, rc2, err2) = results([producer, consumer], 40)
+    assert rc == 0 and pushed == {"pushed": n}, err
+    assert rc2 == 0, err2
     assert popped["popped"] == list(range(n))
     assert con.execute("SELECT count(*) FROM q").fetchone() == (0,)
     con.close()
@@ -446,7 +453,7 @@ def test_queue_two_consumers_pop_each_item_once(tmp, spawn):
     producer = spawn("producer", store, n)
     assert result(producer, 40)[1] == 0
     stop.touch()
-    popped = [result(p, 40)[0]["popped"] for p in consumers]
+    popped = [out["popped"] for out, rc, err in results(consumers, 30)]
     assert sorted(popped[0] + popped[1]) == list(range(n))
     for got in popped:
         assert got == sorted(got)
@@ -463,7 +470,7 @@ def test_bank_transfers_in_four_processes_with_shrinks(tmp, spawn):
     cw.create_bank(con, ["ctr:all"] + [f"ctr:{i}" for i in range(4)])
     ops = 250
     procs = [spawn("bank", store, i, ops, 20 if i == 0 else 0) for i in range(4)]
-    outs = [result(p, 50) for p in procs]
+    outs = results(procs, 40)
     for out, rc, err in outs:
         assert out["error"] is None and out["bad"] == [] and rc == 0, (out, err)
         assert out["transfers"] == ops
@@ -501,7 +508,7 @@ def test_a_scan_survives_a_compaction_in_another_process(tmp):
     scan = con.execute("SELECT key, value FROM kv ORDER BY seq")
     rows = scan.fetchmany(10)
     shrink = subprocess.run([sys.executable, "-c", SHRINKER, EXT, str(store)], capture_output=True,
-                            text=True, timeout=60)
+                            text=True, timeout=40)
     assert shrink.returncode == 0, shrink.stderr
     assert json.loads(shrink.stdout)["segments_rewritten"] > 1
     gone = [f for f in before if f.endswith(".log") and f not in os.listdir(store)]
@@ -561,7 +568,7 @@ def test_a_writer_killed_with_sigkill(tmp, spawn):
     for r in range(rounds):
         log = tmp / f"victim{r}.log"
         victim = spawn("victim", store, log)
-        wait_until(lambda: log.exists() and log.read_text().count("\n") >= 5, 20, "the victim's commits")
+        wait_until(lambda: log.exists() and log.read_text().count("\n") >= 5, 15, "the victim's commits")
         time.sleep(rnd.uniform(0.02, 0.2))
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
@@ -569,7 +576,7 @@ def test_a_writer_killed_with_sigkill(tmp, spawn):
         logged += log.read_text().count("\n")
         # The lock died with it: we write at once (busy_timeout 3s).
         con.execute("UPDATE kv SET value = value + 0 WHERE key = 'ctr:all'")
-    outs = [result(p, 50) for p in workers]
+    outs = results(workers, 40)
     for out, rc, err in outs:
         assert out["error"] is None and out["bad"] == [] and rc == 0, (out, err)
     victim_commits = con.execute("SELECT value FROM kv WHERE key = 'ctr:victim'").fetchone()[0]
@@ -613,7 +620,7 @@ def test_reads_make_no_system_call_when_nothing_changed(tmp):
     con.executemany("INSERT INTO kv VALUES (?, ?)", [(i, f"v{i}") for i in range(100)])
     trace = tmp / "trace.txt"
     subprocess.run([strace, "-f", "-o", str(trace), sys.executable, "-c", READER, EXT, store],
-                   check=True, timeout=60, capture_output=True)
+                   check=True, timeout=40, capture_output=True)
     lines = trace.read_text().splitlines()
     begin = next(i for i, l in enumerate(lines) if "BEGIN-READS" in l)
     end = next(i for i, l in enumerate(lines) if "END-READS" in l)

@@ -147,11 +147,12 @@ static void test_shrink_keeps_live_data(void **state) {
 }
 
 static pm_store *racing;
-static volatile int stop_writer;
+static int stop_writer;          /* atomic: read by the writer thread */
 
 static void *writer_thread(void *arg) {
   (void)arg;
-  for (int i = 0; !stop_writer || i < 500; i++) put_key(racing, i % NKEYS, 100 + i / NKEYS);
+  for (int i = 0; !__atomic_load_n(&stop_writer, __ATOMIC_ACQUIRE) || i < 500; i++)
+    put_key(racing, i % NKEYS, 100 + i / NKEYS);
   return NULL;
 }
 
@@ -159,7 +160,7 @@ static void test_shrink_with_concurrent_writer(void **state) {
   (void)state;
   racing = open_with(NULL, 0, 1000);
   churn(racing);
-  stop_writer = 0;
+  __atomic_store_n(&stop_writer, 0, __ATOMIC_RELEASE);
   pthread_t th;
   pthread_create(&th, NULL, writer_thread, NULL);
   for (int i = 0; i < 3; i++) {
@@ -168,7 +169,7 @@ static void test_shrink_with_concurrent_writer(void **state) {
     if (pm_store_shrink(racing, &summary, &err)) fail_msg("shrink: %s", err.msg);
     pm_free(summary);
   }
-  stop_writer = 1;
+  __atomic_store_n(&stop_writer, 1, __ATOMIC_RELEASE);
   pthread_join(th, NULL);
   check_model(racing);
   pm_store_close(racing, NULL);

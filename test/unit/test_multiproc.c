@@ -4,8 +4,9 @@
 ** flight (only a writer, under the writer lock, repairs a torn tail); a
 ** writer killed with SIGKILL releases its lock, its prepared group counts
 ** as committed (the next writer adopts it) and a half-written group is cut
-** off by the next writer. Children are forked and must open the store
-** themselves; every wait is bounded.
+** off by the next writer; hint files are written under the writer lock
+** only. Children are forked and must open the store themselves; every wait
+** is bounded.
 */
 #include "testutil.h"
 
@@ -300,12 +301,73 @@ static void test_killed_writer_half_group_is_cut_by_the_next_writer(void **state
   pm_store_close(s, NULL);
 }
 
+/* Hint files of sealed segments, counted. */
+static int count_hints(void) {
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "ls %s | grep -c '\\.hint$'", dir_path);
+  FILE *p = popen(cmd, "r");
+  int n = -1;
+  if (p && fscanf(p, "%d", &n) != 1) n = -1;
+  if (p) pclose(p);
+  return n;
+}
+
+/* Hint files are written only under the writer lock: a process that opens
+** the store, reads and closes it (its background upkeep running every 20 ms
+** meanwhile) writes none while another process holds the lock; the holder
+** writes them once it is free. */
+static void test_hints_only_under_the_writer_lock(void **state) {
+  (void)state;
+  pm_options o;
+  pm_options_init(&o);
+  o.create = 1;
+  o.segment_size = 64 << 10;
+  pm_store *s;
+  assert_int_equal(pm_store_open(dir_path, &o, &s, NULL), PM_OK);
+  char big[2000];
+  memset(big, 'h', sizeof big - 1);
+  big[sizeof big - 1] = 0;
+  for (int i = 0; i < 150; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "k%d", i);
+    put_text(s, k, big);
+  }
+  pm_store_close(s, NULL);
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -f %s/*.hint", dir_path);
+  assert_int_equal(system(cmd), 0);
+  assert_int_equal(count_hints(), 0);
+  s = open_store(5000);
+  pm_txn *t;
+  assert_int_equal(pm_txn_begin(s, &t, NULL), PM_OK);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(30);
+    pm_options co;
+    pm_options_init(&co);
+    co.sync_interval_ms = 20;
+    pm_store *c;
+    int ok = pm_store_open(dir_path, &co, &c, NULL) == PM_OK;
+    ok = ok && has_key(c, "k0") && has_key(c, "k149");
+    usleep(300000);                                   /* upkeep runs, finds the lock taken */
+    ok = ok && pm_store_close(c, NULL) == PM_OK;      /* so does the close */
+    _exit(ok ? 0 : 1);
+  }
+  int status = wait_child(pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_int_equal(count_hints(), 0);
+  pm_txn_abort(t);
+  pm_store_close(s, NULL);
+  assert_true(count_hints() >= 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_opening_leaves_a_prepared_group_alone, setup, teardown),
     cmocka_unit_test_setup_teardown(test_opening_leaves_a_half_written_group_alone, setup, teardown),
     cmocka_unit_test_setup_teardown(test_killed_writer_prepared_group_is_adopted, setup, teardown),
     cmocka_unit_test_setup_teardown(test_killed_writer_half_group_is_cut_by_the_next_writer, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_hints_only_under_the_writer_lock, setup, teardown),
   };
   return cmocka_run_group_tests_name("multiproc", tests, NULL, NULL);
 }

@@ -125,6 +125,25 @@ static void test_open_refuses_foreign_dir(void **state) {
   assert_int_equal(file_size(p), 4);          /* untouched */
 }
 
+/* A store that lost its manifest is never taken for an empty directory. */
+static void test_segments_without_manifest_are_kept(void **state) {
+  (void)state;
+  pm_store *s = open_store(PM_SYNC_NORMAL, NULL);
+  put_text(s, "a", "precious");
+  close_store(s);
+  char p[600];
+  snprintf(p, sizeof p, "%s/MANIFEST", dir_path);
+  assert_int_equal(unlink(p), 0);
+  uint64_t before = file_size(seg_path(1));
+  pm_options o;
+  pm_options_init(&o);
+  o.create = 1;
+  pm_err err;
+  assert_int_equal(pm_store_open(dir_path, &o, &s, &err), PM_CORRUPT);
+  assert_non_null(strstr(err.msg, "holds log segments but no MANIFEST"));
+  assert_int_equal(file_size(seg_path(1)), before);
+}
+
 static void test_types_roundtrip(void **state) {
   (void)state;
   pm_store *s = open_store(PM_SYNC_NORMAL, NULL);
@@ -716,6 +735,7 @@ static void test_two_processes(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_open_refuses_foreign_dir, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_segments_without_manifest_are_kept, setup, teardown),
     cmocka_unit_test_setup_teardown(test_types_roundtrip, setup, teardown),
     cmocka_unit_test_setup_teardown(test_txn_commit_abort_savepoints, setup, teardown),
     cmocka_unit_test_setup_teardown(test_prepared_group_counts_after_crash, setup, teardown),
