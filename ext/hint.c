@@ -151,15 +151,22 @@ int pm_hint_write_group(pm_log *log, uint32_t seg, uint64_t seg_size, const pm_g
 
 /* ---- Reading ------------------------------------------------------------- */
 
+/* Open segment seg's hint file for reading: a descriptor, or -1. */
+static int hint_open(pm_log *log, uint32_t seg) {
+  char name[32];
+  pm_hint_name(seg, name, sizeof name);
+  char *path = pm_sprintf("%s/%s", log->dir, name);
+  int fd = path ? log->io->open(path, O_RDONLY, 0) : -1;
+  pm_free(path);
+  return fd;
+}
+
 /* Read and validate the hint of segment f. On PM_OK, *buf and *n hold the whole
 ** file; PM_NOTFOUND when there is no usable hint. */
 static int hint_load(pm_log *log, const pm_segfile *f, uint8_t **buf, size_t *n, pm_err *err) {
   char name[32];
   pm_hint_name(f->num, name, sizeof name);
-  char *path = pm_sprintf("%s/%s", log->dir, name);
-  if (!path) return pm_err_set(err, PM_NOMEM, "out of memory");
-  int fd = log->io->open(path, O_RDONLY, 0);
-  pm_free(path);
+  int fd = hint_open(log, f->num);
   if (fd < 0) return PM_NOTFOUND;
   uint64_t size = 0;
   uint8_t *p = NULL;
@@ -246,10 +253,7 @@ int pm_hint_apply(pm_log *log, pm_segfile *f, pm_apply_fn apply, void *ctx, pm_s
 int pm_hint_check(pm_log *log, const pm_segfile *f, char **report, pm_err *err) {
   char name[32];
   pm_hint_name(f->num, name, sizeof name);
-  char *path = pm_sprintf("%s/%s", log->dir, name);
-  if (!path) return pm_err_set(err, PM_NOMEM, "out of memory");
-  int fd = log->io->open(path, O_RDONLY, 0);
-  pm_free(path);
+  int fd = hint_open(log, f->num);
   if (fd < 0) return PM_OK;                 /* no hint: nothing to check */
   log->io->close(fd);
   uint8_t *buf = NULL;
@@ -281,11 +285,7 @@ void pm_hint_estimate(pm_log *log, uint64_t *records, uint64_t *key_bytes) {
   for (uint32_t i = 0; i < log->nfiles; i++) {
     const pm_segfile *f = &log->files[i];
     if (f->retired) continue;
-    char name[32];
-    pm_hint_name(f->num, name, sizeof name);
-    char *path = pm_sprintf("%s/%s", log->dir, name);
-    int fd = path ? log->io->open(path, O_RDONLY, 0) : -1;
-    pm_free(path);
+    int fd = hint_open(log, f->num);
     uint8_t h[HINT_HEADER];
     uint64_t size = 0;
     int ok = fd >= 0 && pm_io_read_full(log->io, fd, h, HINT_HEADER, 0) == HINT_HEADER &&
