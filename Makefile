@@ -2,9 +2,13 @@
 #
 #   make             build persistmap.so (loadable with .load ./persistmap)
 #   make demo        run sql/quickstart.sql in the sqlite3 shell
-#   make test        build and run every test suite (unit, SQL, examples, faults)
+#   make test        build and run every test suite (unit, SQL, examples, faults, kill -9,
+#                    fuzz corpora), under a trace of the files they touch
 #   make test-asan   the suites under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-tsan   threaded unit tests and an 8-thread SQL stress under ThreadSanitizer
+#   make test-valgrind  a quick subset under valgrind (memcheck, leaks)
+#   make fuzz        each libFuzzer target for FUZZ_SECONDS (make test replays the corpora)
+#   make soak        the long reliability runs: 100,000 kill -9s, fuzzing, power-loss rounds
 #   make test-bindings  the extension from every language binding, and the SQL
 #                    suites on the newest SQLite (minutes: installs toolchains)
 #   make install     persistmap.so and persistmap.h under $(DESTDIR)$(PREFIX)
@@ -30,7 +34,7 @@ BUILD_DEPS = gcc make libsqlite3-dev libxxhash-dev
 TEST_DEPS  = $(BUILD_DEPS) sqlite3 libcmocka-dev python3-pytest strace
 UNIT_TESTS = $(patsubst test/unit/%.c,$(BUILD)/%,$(wildcard test/unit/test_*.c))
 
-.PHONY: all deps test-deps demo test unit sqltest test-asan test-tsan bench bench-deps bench-report clean
+.PHONY: all deps test-deps demo test unit sqltest test-files test-asan test-tsan test-valgrind soak bench bench-deps bench-report clean
 
 all: persistmap.so
 
@@ -66,13 +70,36 @@ unit: test-deps $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
 
 sqltest: test-deps persistmap.so
-	$(PY) -m pytest -q test/sql
+	$(PY) -m pytest -q -p no:cacheprovider test/sql
+
+# make test runs these suites under a file trace (test-files).
+TEST_SUITES = unit sqltest test-static fuzz-replay
 
 test: test-deps
-	$(MAKE) unit
-	$(MAKE) sqltest
-	$(MAKE) test-static
+	$(MAKE) test-files
 	@echo "make test: all suites passed"
+
+# Files: every suite of make test runs under strace's file trace with TMPDIR
+# a fresh directory; test/check_file_trace.py then fails if anything outside
+# $(BUILD) (which holds that TMPDIR) and the stores the example scripts name
+# was created, opened for writing, truncated, renamed or removed. Everything
+# is built first, untraced. The one test that runs strace itself (it cannot
+# under another strace) runs afterwards, untraced. PM_NO_FILE_TRACE=1 runs
+# the suites without the trace, where ptrace is not allowed.
+FILE_CALLS = open,openat,openat2,creat,mkdir,mkdirat,rmdir,unlink,unlinkat,rename,renameat,renameat2,link,linkat,symlink,symlinkat,truncate,mknod,mknodat,chdir,fchdir,clone,clone3,fork,vfork
+FILE_TRACE = strace -f -y -qq --seccomp-bpf -e status=successful -e trace=$(FILE_CALLS)
+
+test-files: test-deps
+	$(MAKE) $(UNIT_TESTS) persistmap.so $(BUILD)/static_example fuzz-build
+	@set -e; d=$$(mktemp -d $(abspath $(BUILD))/files.XXXXXX); mkdir $$d/tmp; \
+	if [ -n "$(PM_NO_FILE_TRACE)" ]; then \
+	  TMPDIR=$$d/tmp PYTHONDONTWRITEBYTECODE=1 $(MAKE) $(TEST_SUITES); \
+	else \
+	  echo "$(FILE_TRACE) -o $$d/trace $(MAKE) $(TEST_SUITES)"; \
+	  TMPDIR=$$d/tmp PYTHONDONTWRITEBYTECODE=1 $(FILE_TRACE) -o $$d/trace $(MAKE) $(TEST_SUITES); \
+	  $(PY) test/check_file_trace.py $$d/trace --cwd . --allow $(BUILD) --scripts 'sql/*.sql'; \
+	fi; rm -rf $$d
+	$(if $(PM_NO_FILE_TRACE),,$(PY) -m pytest -q -p no:cacheprovider test/sql/test_bench_smoke.py -k strace)
 
 # Installing, as SQLite extensions are: the loadable library and its header
 # (and libpersistmap.a if `make static` built it). PREFIX and DESTDIR as usual.
@@ -128,14 +155,45 @@ test-bindings: test-deps persistmap.so
 	$(PY) test/bindings/run.py
 
 # Sanitizers: a separate build tree so the normal objects stay optimized.
+# The C suites, then the whole SQL suite with persistmap.so built with the
+# sanitizers (Python itself is not: libasan is preloaded, leaks not checked)
+# but for the test that counts a read's system calls (ASan's allocator makes
+# some of its own).
+ASAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ASAN_SQL_SKIP = test_concurrency.py::test_reads_make_no_system_call_when_nothing_changed
+
 test-asan: test-deps
-	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" unit
+	$(MAKE) BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" unit build/asan/persistmap.so
+	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+	  PM_EXTENSION=$(abspath build/asan/persistmap.so) $(PY) -m pytest -q -p no:cacheprovider \
+	  -p no:faulthandler test/sql $(ASAN_SQL_SKIP:%=--deselect test/sql/%)
+
+# Valgrind (memcheck, leaks too): a quick subset, the engine's basic unit
+# tests and every example script of sql/ through the sqlite3 shell, whose
+# output must still match.
+VALGRIND = valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
+VALGRIND_TESTS = test_open_refuses_foreign_dir test_types_roundtrip test_txn_commit_abort_savepoints \
+  test_prepared_group_counts_after_crash test_next_int_key test_iterators test_torn_tail_every_offset \
+  test_flipped_byte_then_recover test_lying_length test_fsync_failure_stops_writes
+
+test-valgrind: test-deps persistmap.so $(BUILD)/test_store
+	@sh test/deps.sh valgrind
+	@set -e; for t in $(VALGRIND_TESTS); do echo "== valgrind test_store $$t"; \
+	  PM_TEST_FILTER=$$t $(VALGRIND) $(BUILD)/test_store > $(BUILD)/valgrind.log 2>&1 \
+	    || { cat $(BUILD)/valgrind.log; exit 1; }; done; rm -f $(BUILD)/valgrind.log
+	@set -e; d=$$(mktemp -d $(abspath $(BUILD))/valgrind.XXXXXX); ln -s $(abspath persistmap.so) $$d/; \
+	for s in sql/*.sql; do echo "== valgrind sqlite3 < $$s"; \
+	  (cd $$d && $(VALGRIND) sqlite3 :memory: < $(abspath .)/$$s > out 2>&1; \
+	   rc=$$?; test $$rc != 99 || { cat out; exit 1; }); \
+	  diff -u $${s%.sql}.expected $$d/out; done; rm -rf $$d
+	@echo "valgrind: no errors, no leaks"
 
 # ThreadSanitizer (build/tsan): the unit tests that run threads (group
-# commit, the cache's shards, a shrink beside a writer), chosen with
-# PM_TEST_FILTER, then test/unit/stress_threads.c: eight threads with a
-# connection each, persistmap linked in (-DSQLITE_CORE) with Debian's
-# libsqlite3, TSAN_OPS operations per thread. Any report fails the target.
+# commit, the cache's shards, a shrink beside a writer: chosen with
+# PM_TEST_FILTER; checks and figures beside a writer: test_threads), then
+# test/unit/stress_threads.c: eight threads with a connection each,
+# persistmap linked in (-DSQLITE_CORE) with Debian's libsqlite3, TSAN_OPS
+# operations per thread. Any report fails the target.
 TSAN_FLAGS = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
 TSAN_RUN   = TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(TSAN_OPTIONS)"
 TSAN_OPS  ?= 500
@@ -145,10 +203,11 @@ $(BUILD)/stress_threads: test/unit/stress_threads.c ext/persistmap.h $(ENGINE_OB
 
 test-tsan: test-deps
 	$(MAKE) BUILD=build/tsan CFLAGS="$(TSAN_FLAGS)" build/tsan/test_store build/tsan/test_cache \
-	  build/tsan/test_compact build/tsan/stress_threads
+	  build/tsan/test_compact build/tsan/test_threads build/tsan/stress_threads
 	PM_TEST_FILTER=test_group_commit $(TSAN_RUN) build/tsan/test_store
 	PM_TEST_FILTER=test_threads $(TSAN_RUN) build/tsan/test_cache
 	PM_TEST_FILTER=test_shrink_with_concurrent_writer $(TSAN_RUN) build/tsan/test_compact
+	$(TSAN_RUN) build/tsan/test_threads
 	rm -rf build/tsan/stress && mkdir -p build/tsan/stress
 	$(TSAN_RUN) build/tsan/stress_threads build/tsan/stress $(TSAN_OPS)
 
@@ -206,6 +265,18 @@ fuzz: fuzz-build
 	  $(FUZZ_DIR)/$(t) $(FUZZ_LIMITS) $(FUZZ_MALLOC_$(t)) -max_total_time=$(FUZZ_SECONDS) \
 	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus-$(t) test/fuzz/corpus/$(t);)
 
+# Soak: the long versions of the reliability tests. SOAK_KILLS kill -9s of
+# a writer (test/sql/test_kill.py; about 0.1 s each), each fuzz target for
+# FUZZ_SECONDS, and SOAK_CRASH_ROUNDS rounds of the power-loss test with
+# random seeds, each also crashing the recovery of every state.
+SOAK_KILLS        ?= 100000
+SOAK_CRASH_ROUNDS ?= 10
+
+soak: test-deps persistmap.so $(BUILD)/test_crash fuzz-build
+	PM_KILLS=$(SOAK_KILLS) $(PY) -m pytest -q -s -p no:cacheprovider test/sql/test_kill.py
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+	PM_SOAK=$(SOAK_CRASH_ROUNDS) $(BUILD)/test_crash
+
 # Benchmarks. `make bench` runs them all in one go (QUICK=1: 100,000 keys
 # instead of 1,000,000), writes each driver's JSON lines into $(BENCH_DIR),
 # then test/bench/report.py prints the table of ratios and goals, writes
@@ -232,18 +303,24 @@ $(BUILD)/bench_sql: test/bench/bench_sql.c test/bench/nullvtab.c | deps $(BUILD)
 	$(CC) $(CFLAGS) $(BASE) -o $@ test/bench/bench_sql.c test/bench/nullvtab.c -lsqlite3 -lm -ldl \
 	  -Wl,--export-dynamic-symbol=fdatasync -Wl,--export-dynamic-symbol=fsync
 
+# The cache end to end: persistmap with a cache of 10% of the data against a
+# plain table with that much page cache; loads persistmap.so at run time.
+$(BUILD)/bench_cache_sql: test/bench/bench_cache_sql.c | deps $(BUILD)/.dir persistmap.so
+	$(CC) $(CFLAGS) $(BASE) -o $@ $< -lsqlite3 -lm
+
 $(BUILD)/bench_kv: test/bench/bench_kv.c $(TEST_HEADERS) $(BUILD)/libpmengine.a | bench-deps
 	$(CC) $(CFLAGS) $(BASE) -Iext -Itest/bench -o $@ $< $(BUILD)/libpmengine.a -llmdb -lrocksdb -lm
 
 $(BUILD)/cache_trace: test/bench/cache_trace.c $(TEST_HEADERS) $(BUILD)/libpmengine.a
 	$(CC) $(CFLAGS) $(BASE) -Iext -Itest/bench -o $@ $< $(BUILD)/libpmengine.a -lm
 
-bench: test-deps bench-deps $(BUILD)/bench_engine $(BUILD)/bench_compact $(BUILD)/bench_multiproc $(BUILD)/bench_sql $(BUILD)/bench_kv $(BUILD)/cache_trace persistmap.so
+bench: test-deps bench-deps $(BUILD)/bench_engine $(BUILD)/bench_compact $(BUILD)/bench_multiproc $(BUILD)/bench_sql $(BUILD)/bench_cache_sql $(BUILD)/bench_kv $(BUILD)/cache_trace persistmap.so
 	rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR)
 	$(BUILD)/bench_engine $(BENCH_DIR) $(BENCH_N)
 	$(BUILD)/bench_compact $(BENCH_DIR) $(BENCH_N) && rm -rf $(BENCH_DIR)/compact-store
 	$(BUILD)/bench_multiproc $(BENCH_DIR) $(if $(QUICK),20000,100000) && rm -rf $(BENCH_DIR)/multiproc-store
 	$(BUILD)/bench_sql -n $(BENCH_N) -r $(BENCH_REPS) -x ./persistmap.so -o $(BENCH_DIR)/sql.json $(BENCH_DIR)/sql
+	$(BUILD)/bench_cache_sql -n $(BENCH_N) -x ./persistmap.so $(BENCH_DIR)
 	$(BUILD)/bench_kv -n $(BENCH_N) -r $(BENCH_REPS) -o $(BENCH_DIR)/kv.json $(BENCH_DIR)/kv
 	rm -rf $(BENCH_DIR)/sql $(BENCH_DIR)/kv
 	$(BUILD)/cache_trace $(if $(QUICK),--quick) > $(BENCH_DIR)/cache_trace.txt; \

@@ -1136,6 +1136,60 @@ static int scan_segment(scanner *s, pm_segfile *f, uint64_t off, int is_last, ch
   return PM_OK;
 }
 
+/* A copy of the first entry of the segment table numbered above `after`
+** (or the very first with `first`), taken under segs_lock; 0 if none. Scans
+** work on copies: the table may grow (realloc) or be reordered by a writer
+** rolling over or a compaction while they read, in other threads. */
+static int seg_next_copy(pm_log *log, uint32_t after, int first, pm_segfile *out) {
+  int found = 0;
+  memset(out, 0, sizeof *out);
+  pthread_rwlock_rdlock(&log->segs_lock);
+  for (uint32_t i = 0; i < log->nfiles && !found; i++) {
+    const pm_segfile *f = &log->files[i];
+    if (!first && f->num <= after) continue;
+    out->num = f->num;
+    out->fd = f->fd;
+    out->retired = f->retired;
+    out->hinted = f->hinted;
+    out->output = f->output;
+    out->size = seg_size(f);
+    out->records = __atomic_load_n(&f->records, __ATOMIC_RELAXED);
+    found = 1;
+  }
+  pthread_rwlock_unlock(&log->segs_lock);
+  return found;
+}
+
+/* Write back what a scan learned about a segment (its copy `cur`, which
+** was `was` when taken): a size that changed, records counted, whether its
+** hint file is good. */
+static void seg_write_back(pm_log *log, const pm_segfile *cur, const pm_segfile *was) {
+  int hinted = cur->hinted != was->hinted;
+  if (hinted) pthread_rwlock_wrlock(&log->segs_lock); else pthread_rwlock_rdlock(&log->segs_lock);
+  pm_segfile *f = seg_find(log, cur->num);
+  if (f && cur->size != was->size) set_seg_size(f, cur->size);
+  if (f && cur->records != was->records)
+    __atomic_fetch_add(&f->records, cur->records - was->records, __ATOMIC_RELAXED);
+  if (f && hinted) f->hinted = cur->hinted;
+  pthread_rwlock_unlock(&log->segs_lock);
+}
+
+/* A scan begins (under segs_lock, so that pm_log_drop_retired sees it) or ends. */
+static void scan_enter(pm_log *log) {
+  pthread_rwlock_rdlock(&log->segs_lock);
+  __atomic_add_fetch(&log->scanning, 1, __ATOMIC_ACQ_REL);
+  pthread_rwlock_unlock(&log->segs_lock);
+}
+static void scan_leave(pm_log *log) { __atomic_sub_fetch(&log->scanning, 1, __ATOMIC_ACQ_REL); }
+
+/* The active segment's number, read under segs_lock (a roll-over changes it). */
+static uint32_t active_num(pm_log *log) {
+  pthread_rwlock_rdlock(&log->segs_lock);
+  uint32_t n = log->man.active;
+  pthread_rwlock_unlock(&log->segs_lock);
+  return n;
+}
+
 static int log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos hint,
                     pm_apply_fn apply, void *ctx, pm_scan *out, char **report, pm_err *err) {
   memset(out, 0, sizeof *out);
@@ -1147,8 +1201,12 @@ static int log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos hin
   s.buf = pm_malloc(RBUF_CAP);
   if (!s.buf) return pm_err_set(err, PM_NOMEM, "out of memory during recovery");
   int rc = PM_OK, stop = 0;
-  for (uint32_t i = 0; i < log->nfiles && !rc; i++) {
-    pm_segfile *f = &log->files[i];
+  scan_enter(log);
+  pm_segfile cur = { 0 }, was;
+  uint32_t active = active_num(log);
+  for (int first = 1; !rc && seg_next_copy(log, cur.num, first, &cur); first = 0) {
+    pm_segfile *f = &cur;
+    was = cur;
     if (f->num < from.seg) continue;
     /* A torn tail ends the append chain, not the compaction outputs after it. */
     if (stop && !f->output) continue;
@@ -1158,27 +1216,28 @@ static int log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos hin
     if (f->retired || (chain && f->output && f->num > from.seg)) continue;
     s.in_output = f->output;
     s.cur = f;
-    if (hints && f->num != log->man.active && off == PM_SEG_HEADER) {
+    if (hints && f->num != active && off == PM_SEG_HEADER) {
       rc = flush_held(&s);
       if (!rc) rc = pm_hint_apply(log, f, apply, ctx, out, err);
       if (rc != PM_NOTFOUND) {
-        if (f->hinted != (rc == PM_OK)) {      /* bg upkeep reads it under segs_lock */
-          pthread_rwlock_wrlock(&log->segs_lock);
-          f->hinted = rc == PM_OK;
-          pthread_rwlock_unlock(&log->segs_lock);
-        }
+        f->hinted = rc == PM_OK;
+        seg_write_back(log, f, &was);
         continue;
       }
       rc = PM_OK;
     }
-    rc = scan_segment(&s, f, off, f->num == log->man.active, report, &stop);
+    rc = scan_segment(&s, f, off, f->num == active, report, &stop);
+    seg_write_back(log, f, &was);
   }
   if (!rc) rc = flush_held(&s);
   if (!rc && mode != PM_SCAN_SALVAGE) {
+    pthread_rwlock_rdlock(&log->segs_lock);
     pm_segfile *act = active_file(log);
     uint64_t kept = out->end.seg == act->num ? out->end.off : PM_SEG_HEADER;
     if (!limit.seg && seg_size(act) > kept) out->dropped_bytes += seg_size(act) - kept;
+    pthread_rwlock_unlock(&log->segs_lock);
   }
+  scan_leave(log);
   pm_free(s.a.recs);
   pm_free(s.a.keys);
   pm_free(s.buf);
@@ -1192,12 +1251,26 @@ int pm_log_scan(pm_log *log, pm_pos from, pm_pos limit, int mode, pm_pos durable
 
 int pm_log_check(pm_log *log, pm_pos limit, char **report, pm_err *err) {
   pm_scan out;
-  pm_pos from = { log->files[0].num, PM_SEG_HEADER };
+  pm_segfile f;
+  if (!seg_next_copy(log, 0, 1, &f)) return PM_OK;
+  scan_enter(log);
+  pm_pos from = { f.num, PM_SEG_HEADER };
   int rc = log_scan(log, from, limit, PM_SCAN_SALVAGE, (pm_pos){ 0, 0 }, NULL, NULL, &out, report, err);
-  for (uint32_t i = 0; i < log->nfiles && !rc; i++) {
-    const pm_segfile *f = &log->files[i];
-    if (!f->retired && f->num != log->man.active) rc = pm_hint_check(log, f, report, err);
+  for (int first = 1; !rc; first = 0) {
+    uint32_t active = active_num(log);       /* first: a sealed segment's size is final */
+    if (!seg_next_copy(log, f.num, first, &f)) break;
+    if (f.retired || f.num == active) continue;
+    char *problems = NULL;
+    rc = pm_hint_check(log, &f, &problems, err);
+    /* A segment a compaction retired meanwhile is no longer read: not a problem. */
+    pthread_rwlock_rdlock(&log->segs_lock);
+    pm_segfile *now = seg_find(log, f.num);
+    int gone = !now || now->retired;
+    pthread_rwlock_unlock(&log->segs_lock);
+    if (problems && !gone) pm_log_report(report, "%s", problems);
+    pm_free(problems);
   }
+  scan_leave(log);
   return rc;
 }
 
@@ -1309,14 +1382,19 @@ void pm_log_retire(pm_log *log, uint32_t num) {
 /* The entries stay where they are (closed, fd -1), so that the writer's
 ** pointer to the active segment's entry, taken without segs_lock, stays
 ** valid; seg_table_add drops them later, under the writer lock. */
-void pm_log_drop_retired(pm_log *log) {
+int pm_log_drop_retired(pm_log *log) {
   pthread_rwlock_wrlock(&log->segs_lock);
+  if (__atomic_load_n(&log->scanning, __ATOMIC_ACQUIRE) > 0) {
+    pthread_rwlock_unlock(&log->segs_lock);
+    return 0;
+  }
   for (uint32_t i = 0; i < log->nfiles; i++) {
     if (!log->files[i].retired || log->files[i].fd < 0) continue;
     log->io->close(log->files[i].fd);
     log->files[i].fd = -1;
   }
   pthread_rwlock_unlock(&log->segs_lock);
+  return 1;
 }
 
 void pm_log_set_manifest(pm_log *log, pm_manifest *m) {

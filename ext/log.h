@@ -129,10 +129,13 @@ typedef struct pm_log {
 
   pthread_mutex_t num_mu;     /* guards man.next_segment (compaction allocates too) */
 
-  /* Segment table: readers look up fds under segs_lock (read). */
+  /* Segment table: readers look up fds under segs_lock (read). Scans work
+  ** on copies of its entries; while any runs (scanning, atomic), retired
+  ** segments stay open, so that no descriptor a scan holds is closed. */
   pthread_rwlock_t segs_lock;
   pm_segfile *files;
   uint32_t nfiles;
+  int scanning;
 
   /* Writer state (under the store's writer lock). */
   pm_pos end;                 /* where the next record goes */
@@ -292,8 +295,9 @@ void pm_segw_discard(pm_log *log, uint32_t num, pm_segwriter *w);
 int pm_log_adopt(pm_log *log, uint32_t num, int hinted, uint64_t records, pm_err *err);
 /* Mark segment num compacted away: reads still work through its open file. */
 void pm_log_retire(pm_log *log, uint32_t num);
-/* Close retired segments (once nothing can read them). */
-void pm_log_drop_retired(pm_log *log);
+/* Close retired segments (once nothing can read them). 0 when it could not
+** now, because a scan is under way: call it again later. */
+int pm_log_drop_retired(pm_log *log);
 /* Replace the log's manifest by *m (taken over; *m is cleared). */
 void pm_log_set_manifest(pm_log *log, pm_manifest *m);
 /* A copy of the log's manifest. */

@@ -258,11 +258,13 @@ def test_a_second_writer_on_another_database_waits_then_gets_busy(tmp):
     assert errname(info.value) == "SQLITE_BUSY"
     assert str(info.value) == "persistmap: the store is locked by another writer"
     assert 0.25 <= waited < 3
-    threading.Timer(0.3, lambda: a.execute("COMMIT")).start()
+    timer = threading.Timer(0.3, lambda: a.execute("COMMIT"))
+    timer.start()
     t0 = time.monotonic()
     b.execute("INSERT INTO patient VALUES ('b', 2)")
     assert 0.2 <= time.monotonic() - t0 < 5
     assert b.execute("SELECT key, value FROM kv ORDER BY key").fetchall() == [("a", 1), ("b", 2)]
+    timer.join()                     # its execute may still be returning: never close under it
     a.close()
     b.close()
 
