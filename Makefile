@@ -83,9 +83,10 @@ test: test-deps
 # a fresh directory; test/check_file_trace.py then fails if anything outside
 # $(BUILD) (which holds that TMPDIR) and the stores the example scripts name
 # was created, opened for writing, truncated, renamed or removed. Everything
-# is built first, untraced. The one test that runs strace itself (it cannot
-# under another strace) runs afterwards, untraced. PM_NO_FILE_TRACE=1 runs
-# the suites without the trace, where ptrace is not allowed.
+# is built first, untraced. What cannot run under ptrace runs again
+# afterwards, untraced: the tests that run strace themselves, and the fuzz
+# corpora with LeakSanitizer. PM_NO_FILE_TRACE=1 runs the suites without the
+# trace, where ptrace is not allowed.
 FILE_CALLS = open,openat,openat2,creat,mkdir,mkdirat,rmdir,unlink,unlinkat,rename,renameat,renameat2,link,linkat,symlink,symlinkat,truncate,mknod,mknodat,chdir,fchdir,clone,clone3,fork,vfork
 FILE_TRACE = strace -f -y -qq --seccomp-bpf -e status=successful -e trace=$(FILE_CALLS)
 
@@ -96,10 +97,13 @@ test-files: test-deps
 	  TMPDIR=$$d/tmp PYTHONDONTWRITEBYTECODE=1 $(MAKE) $(TEST_SUITES); \
 	else \
 	  echo "$(FILE_TRACE) -o $$d/trace $(MAKE) $(TEST_SUITES)"; \
-	  TMPDIR=$$d/tmp PYTHONDONTWRITEBYTECODE=1 $(FILE_TRACE) -o $$d/trace $(MAKE) $(TEST_SUITES); \
+	  TMPDIR=$$d/tmp PYTHONDONTWRITEBYTECODE=1 PM_FILE_TRACE=1 $(FILE_TRACE) -o $$d/trace \
+	    $(MAKE) $(TEST_SUITES); \
 	  $(PY) test/check_file_trace.py $$d/trace --cwd . --allow $(BUILD) --scripts 'sql/*.sql'; \
 	fi; rm -rf $$d
-	$(if $(PM_NO_FILE_TRACE),,$(PY) -m pytest -q -p no:cacheprovider test/sql/test_bench_smoke.py -k strace)
+	$(if $(PM_NO_FILE_TRACE),,$(PY) -m pytest -q -p no:cacheprovider test/sql/test_bench_smoke.py \
+	  test/sql/test_file_trace.py test/sql/test_concurrency.py -k "strace or real_trace")
+	$(if $(PM_NO_FILE_TRACE),,$(MAKE) fuzz-replay)
 
 # Installing, as SQLite extensions are: the loadable library and its header
 # (and libpersistmap.a if `make static` built it). PREFIX and DESTDIR as usual.
@@ -256,6 +260,7 @@ fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%)
 
 fuzz-replay: fuzz-build
 	@set -e; $(foreach t,$(FUZZ_TARGETS),\
+	  ASAN_OPTIONS=$${PM_FILE_TRACE:+detect_leaks=0} \
 	  $(FUZZ_DIR)/$(t) $(FUZZ_LIMITS) $(FUZZ_MALLOC_$(t)) test/fuzz/corpus/$(t)/* \
 	    > $(FUZZ_DIR)/replay-$(t).log 2>&1 || { cat $(FUZZ_DIR)/replay-$(t).log; exit 1; }; \
 	  echo "$(t): $$(grep -c '^Executed' $(FUZZ_DIR)/replay-$(t).log) inputs of test/fuzz/corpus/$(t) replayed";)

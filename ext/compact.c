@@ -181,7 +181,7 @@ static int is_input(const shrink_job *j, uint32_t seg) {
 static uint64_t log_bytes(pm_log *log) {
   uint64_t n = 0;
   pthread_rwlock_rdlock(&log->segs_lock);
-  for (uint32_t i = 0; i < log->nfiles; i++) if (!log->files[i].retired) n += log->files[i].size;
+  for (uint32_t i = 0; i < log->nfiles; i++) if (!log->files[i].retired) n += __atomic_load_n(&log->files[i].size, __ATOMIC_RELAXED);
   pthread_rwlock_unlock(&log->segs_lock);
   return n;
 }
@@ -471,10 +471,10 @@ int pm_engine_shrink(pm_engine *e, uint64_t busy_ms, char **summary, pm_err *err
   uint64_t us = (pm_now_ns() - t0) / 1000;
   if (!rc) {
     uint64_t after = log_bytes(&e->log);
-    e->shrinks++;
-    e->shrink_reclaimed += j.bytes_before > after ? j.bytes_before - after : 0;
-    e->shrink_last_ms = pm_wall_ms();
-    e->shrink_last_us = us;
+    __atomic_fetch_add(&e->shrinks, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&e->shrink_reclaimed, j.bytes_before > after ? j.bytes_before - after : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->shrink_last_ms, pm_wall_ms(), __ATOMIC_RELAXED);
+    __atomic_store_n(&e->shrink_last_us, us, __ATOMIC_RELAXED);
     if (!(*summary = shrink_summary(&j, us))) rc = pm_err_set(err, PM_NOMEM, "out of memory");
   }
   pm_free(j.inputs);
@@ -542,8 +542,7 @@ void pm_engine_upkeep(pm_engine *e) {
   pthread_mutex_unlock(&e->snap_mu);
   if (retired && !old_indexes && pm_engine_oldest_visible(e) > retired &&
       !__atomic_load_n(&e->shrink_running, __ATOMIC_ACQUIRE)) {
-    pm_log_drop_retired(&e->log);
-    pm_store64(&e->retired_at, 0);
+    if (pm_log_drop_retired(&e->log)) pm_store64(&e->retired_at, 0);   /* else: a scan runs, later */
   }
   pm_engine_write_hints(e);
   if (wants_shrink(e)) {

@@ -1167,7 +1167,10 @@ static void seg_write_back(pm_log *log, const pm_segfile *cur, const pm_segfile 
   int hinted = cur->hinted != was->hinted;
   if (hinted) pthread_rwlock_wrlock(&log->segs_lock); else pthread_rwlock_rdlock(&log->segs_lock);
   pm_segfile *f = seg_find(log, cur->num);
-  if (f && cur->size != was->size) set_seg_size(f, cur->size);
+  if (f && cur->size != was->size) {       /* unless a writer moved it meanwhile */
+    uint64_t expected = was->size;
+    __atomic_compare_exchange_n(&f->size, &expected, cur->size, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+  }
   if (f && cur->records != was->records)
     __atomic_fetch_add(&f->records, cur->records - was->records, __ATOMIC_RELAXED);
   if (f && hinted) f->hinted = cur->hinted;

@@ -640,7 +640,7 @@ int pm_engine_catch_up_locked(pm_engine *e, int writer, pm_err *err) {
     if (sh.next_seq > e->next_seq) e->next_seq = sh.next_seq;
     if (sh.has_int_hw && (!e->has_int_hw || sh.int_hw > e->int_hw)) { e->int_hw = sh.int_hw; e->has_int_hw = 1; }
   }
-  e->shm_seen = sh.counter;
+  pm_store64(&e->shm_seen, sh.counter);
   return PM_OK;
 }
 
@@ -809,8 +809,8 @@ int pm_store_stats(pm_store *s, pm_stats *o, pm_err *err) {
   pthread_rwlock_rdlock(&e->log.segs_lock);
   for (uint32_t i = 0; i < e->log.nfiles; i++) {
     if (e->log.files[i].retired) continue;      /* compacted away, kept open for readers */
-    o->log_bytes += e->log.files[i].size;
-    o->records += e->log.files[i].records;
+    o->log_bytes += __atomic_load_n(&e->log.files[i].size, __ATOMIC_RELAXED);
+    o->records += __atomic_load_n(&e->log.files[i].records, __ATOMIC_RELAXED);
     o->segments++;
   }
   pthread_rwlock_unlock(&e->log.segs_lock);
@@ -823,14 +823,16 @@ int pm_store_stats(pm_store *s, pm_stats *o, pm_err *err) {
   o->unsynced_bytes = w.seg == d.seg && w.off > d.off ? w.off - d.off : (w.seg > d.seg ? w.off : 0);
   o->last_seq = pm_load64(&e->last_seq);
   /* 0 when no integer key is left above the highest one (never int_hw + 1 then). */
+  pthread_mutex_lock(&e->catch_mu);
   o->next_int_key = !e->has_int_hw || e->int_hw < 0 ? 1 : e->int_hw == INT64_MAX ? 0 : e->int_hw + 1;
   o->commits = e->commits;
   o->dropped_bytes = e->dropped_bytes;
   o->catchups = e->catchups;
-  o->shrinks = e->shrinks;
-  o->shrink_reclaimed_bytes = e->shrink_reclaimed;
-  o->shrink_last_ms = e->shrink_last_ms;
-  o->shrink_last_duration_us = e->shrink_last_us;
+  pthread_mutex_unlock(&e->catch_mu);
+  o->shrinks = __atomic_load_n(&e->shrinks, __ATOMIC_RELAXED);
+  o->shrink_reclaimed_bytes = __atomic_load_n(&e->shrink_reclaimed, __ATOMIC_RELAXED);
+  o->shrink_last_ms = __atomic_load_n(&e->shrink_last_ms, __ATOMIC_RELAXED);
+  o->shrink_last_duration_us = __atomic_load_n(&e->shrink_last_us, __ATOMIC_RELAXED);
   o->shrink_running = __atomic_load_n(&e->shrink_running, __ATOMIC_ACQUIRE);
   pm_cache_stats cs;
   pm_cache_get_stats(e->cache, &cs);

@@ -6,11 +6,13 @@ created, written, renamed or removed.
 TRACE comes from `strace -f -y -qq -o TRACE -e trace=<the calls below>`
 started in DIR. Every successful call that creates, opens for writing,
 truncates, renames, links or removes a path is resolved to an absolute
-path (following each process's working directory through fork, chdir and
-fchdir) and must lie under an --allow directory, or be one of /dev/null,
-/dev/tty, /dev/pts/*, or lie in a store directory that an example script
-(--scripts) names with path='...'. Prints a summary; exits 1 and lists
-the paths if any lies elsewhere.
+path (strace -y shows the directory of the *at calls; the others follow
+each process's working directory through fork, chdir and fchdir) and must
+lie under an --allow directory, or in a store directory that an example
+script (--scripts) names with path='...', or be /dev/null, /dev/tty, a
+terminal, or under /proc or /sys (a thread naming itself writes
+/proc/self/task/N/comm). Prints a summary; exits 1 and lists the paths if
+any lies elsewhere.
 """
 import argparse
 import glob
@@ -114,7 +116,7 @@ def parse(trace, start_cwd):
             ret = r.group(1) if r else "?"
             ok = ret not in ("?",) and not ret.startswith("-")
             if call in ("clone", "clone3", "fork", "vfork") and ok:
-                cwd[int(ret)] = here
+                cwd.setdefault(int(ret), here)     # the child may have run (and chdir'ed) first
                 continue
             if not ok:
                 continue
@@ -178,13 +180,15 @@ def main():
     for pid, call, paths in parse(a.trace, os.path.abspath(a.cwd)):
         for p in paths:
             calls += 1
-            if p in fixed or p.startswith("/dev/pts/"):
+            if p in fixed or p.startswith(("/dev/pts/", "/proc/", "/sys/")):
                 continue
             if any(p == d or p.startswith(d + "/") for d in allow):
                 continue
             bad.setdefault(p, set()).add(call)
-    print(f"file trace: {calls} paths created, written, renamed or removed; "
-          f"{len(bad)} outside {', '.join(allow)}")
+    where = ", ".join(allow[:len(allow) - len(stores)])
+    if stores:
+        where += f" and the {len(stores)} stores the example scripts name"
+    print(f"file trace: {calls} paths created, written, renamed or removed; {len(bad)} outside {where}")
     for p in sorted(bad)[:50]:
         print(f"  outside: {p} ({', '.join(sorted(bad[p]))})")
     return 1 if bad else 0

@@ -607,7 +607,7 @@ os.write(1, b"END-READS\n")
 """
 
 
-def test_reads_make_no_system_call_when_nothing_changed(tmp):
+def test_strace_reads_make_no_system_call_when_nothing_changed(tmp):
     """With another process holding the store open (so the shared commit
     counter is live), 3000 point reads make no system call at all: checking
     for other processes' commits is one load from shared memory."""

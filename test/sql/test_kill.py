@@ -132,7 +132,7 @@ def describe(got, want):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_kill_9_loses_no_acknowledged_commit(tmp, mode):
+def test_kill_9_loses_no_acknowledged_commit(tmp, mode, capsys):
     rnd = random.Random(f"{SEED}-{mode}")
     kills = kills_for(mode)
     last = 0                  # the state the store must be in at least
@@ -170,7 +170,8 @@ def test_kill_9_loses_no_acknowledged_commit(tmp, mode):
         figures["in_flight_kept"] += found == acked_last + 1
         last = found
     secs = time.monotonic() - t0
-    print(f"\nkill -9 sync={mode} seed={SEED}: {figures['kills']} kills ({figures['opening']} while "
-          f"opening), {figures['acked']} acknowledged commits all present, {figures['in_flight_kept']} "
-          f"in-flight commits kept, {figures['stores']} stores, 0 violations, {secs:.1f} s")
+    with capsys.disabled():           # the figures, even under pytest -q
+        print(f"\nkill -9 sync={mode} seed={SEED}: {figures['kills']} kills ({figures['opening']} while "
+              f"opening), {figures['acked']} acknowledged commits all present, {figures['in_flight_kept']} "
+              f"in-flight commits kept, {figures['stores']} stores, 0 violations, {secs:.1f} s")
     assert figures["kills"] == kills

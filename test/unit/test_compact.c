@@ -218,17 +218,19 @@ static void test_auto_shrink(void **state) {
   (void)state;
   pm_store *s = open_with(NULL, 1.5, 20);
   churn(s);
+  /* A shrink may already have run while churn() was writing: wait for the
+  ** background thread to bring the log within its ratio by itself. */
   pm_stats st;
-  for (int i = 0; i < 3000; i++) {              /* up to 30 s on a loaded machine */
+  int within = 0;
+  for (int i = 0; i < 3000 && !within; i++) {          /* up to 30 s on a loaded machine */
     pm_store_stats(s, &st, NULL);
-    if (st.shrinks > 0 && !st.shrink_running) break;
-    usleep(10000);
+    within = st.shrinks > 0 && !st.shrink_running &&
+             (double)st.log_bytes <= 1.5 * (double)st.live_bytes + (128 << 10);
+    if (!within) usleep(10000);
   }
-  if (st.shrinks == 0) fail_msg("no shrink ran by itself: log %llu, live %llu", (unsigned long long)st.log_bytes,
-                                (unsigned long long)st.live_bytes);
-  if ((double)st.log_bytes > 1.5 * (double)st.live_bytes + (128 << 10))
-    fail_msg("log %llu bytes for %llu live after auto-shrink", (unsigned long long)st.log_bytes,
-             (unsigned long long)st.live_bytes);
+  if (!within)
+    fail_msg("auto-shrink did not bring the log within its ratio: %llu shrinks, log %llu, live %llu",
+             (unsigned long long)st.shrinks, (unsigned long long)st.log_bytes, (unsigned long long)st.live_bytes);
   check_model(s);
   pm_store_close(s, NULL);
 }
