@@ -164,13 +164,13 @@ test-bindings: test-deps persistmap.so
 # but for the test that counts a read's system calls (ASan's allocator makes
 # some of its own).
 ASAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-ASAN_SQL_SKIP = test_concurrency.py::test_reads_make_no_system_call_when_nothing_changed
+ASAN_SQL_SKIP = reads_make_no_system_call
 
 test-asan: test-deps
 	$(MAKE) BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" unit build/asan/persistmap.so
 	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
 	  PM_EXTENSION=$(abspath build/asan/persistmap.so) $(PY) -m pytest -q -p no:cacheprovider \
-	  -p no:faulthandler test/sql $(ASAN_SQL_SKIP:%=--deselect test/sql/%)
+	  -p no:faulthandler test/sql -k "not $(ASAN_SQL_SKIP)"
 
 # Valgrind (memcheck, leaks too): a quick subset, the engine's basic unit
 # tests and every example script of sql/ through the sqlite3 shell, whose
@@ -187,8 +187,8 @@ test-valgrind: test-deps persistmap.so $(BUILD)/test_store
 	    || { cat $(BUILD)/valgrind.log; exit 1; }; done; rm -f $(BUILD)/valgrind.log
 	@set -e; d=$$(mktemp -d $(abspath $(BUILD))/valgrind.XXXXXX); ln -s $(abspath persistmap.so) $$d/; \
 	for s in sql/*.sql; do echo "== valgrind sqlite3 < $$s"; \
-	  (cd $$d && $(VALGRIND) sqlite3 :memory: < $(abspath .)/$$s > out 2>&1; \
-	   rc=$$?; test $$rc != 99 || { cat out; exit 1; }); \
+	  rc=0; (cd $$d && exec $(VALGRIND) sqlite3 :memory: < $(abspath .)/$$s > out 2>&1) || rc=$$?; \
+	  test $$rc != 99 || { cat $$d/out; exit 1; }; \
 	  diff -u $${s%.sql}.expected $$d/out; done; rm -rf $$d
 	@echo "valgrind: no errors, no leaks"
 
@@ -234,6 +234,7 @@ FUZZ_SECONDS ?= 300
 FUZZ_LIMITS   = -rss_limit_mb=2048 -timeout=60
 FUZZ_MALLOC_fuzz_recovery = -malloc_limit_mb=32
 FUZZ_MALLOC_fuzz_sql      = -malloc_limit_mb=256
+FUZZ_DICT_fuzz_sql        = -dict=test/fuzz/fuzz_sql.dict
 FUZZ_ENGINE_OBJ = $(ENGINE:%=$(FUZZ_DIR)/%.o)
 FUZZ_SQL_OBJ    = $(SQLPART:%=$(FUZZ_DIR)/static/%.o)
 
@@ -267,7 +268,7 @@ fuzz-replay: fuzz-build
 
 fuzz: fuzz-build
 	@set -e; $(foreach t,$(FUZZ_TARGETS),mkdir -p $(FUZZ_DIR)/corpus-$(t); \
-	  $(FUZZ_DIR)/$(t) $(FUZZ_LIMITS) $(FUZZ_MALLOC_$(t)) -max_total_time=$(FUZZ_SECONDS) \
+	  $(FUZZ_DIR)/$(t) $(FUZZ_LIMITS) $(FUZZ_MALLOC_$(t)) $(FUZZ_DICT_$(t)) -max_total_time=$(FUZZ_SECONDS) \
 	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus-$(t) test/fuzz/corpus/$(t);)
 
 # Soak: the long versions of the reliability tests. SOAK_KILLS kill -9s of

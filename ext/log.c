@@ -293,7 +293,10 @@ static int seg_open(pm_log *log, uint32_t num, pm_segfile *out, pm_err *err) {
   if (rc && fd >= 0) log->io->close(fd);
   out->num = num;
   out->fd = rc ? -1 : fd;
-  out->output = rc ? 0 : h[36] == 1;
+  /* The manifest's active segment is the append chain whatever its header
+  ** says: taken for a compaction's output, its groups would not move the
+  ** append point, and the first writer would cut them off. */
+  out->output = rc ? 0 : h[36] == 1 && num != log->man.active;
   pm_free(path);
   return rc;
 }
@@ -976,7 +979,7 @@ static int flush_held(scanner *s) {
   int rc = PM_OK;
   if (a->held) {
     a->g.n = a->n - a->skip;
-    a->g.recs = a->recs + a->skip;
+    a->g.recs = a->recs ? a->recs + a->skip : NULL;     /* an empty group may have none */
     a->g.keys = a->keys;
     rc = s->apply ? s->apply(s->ctx, &a->g, s->err) : PM_OK;
     s->out->groups++;

@@ -8,7 +8,8 @@
 **
 **   byte 0       flags: 1 fix record checksums, 2 fix segment headers,
 **                4 fix hint headers and checksums, 8 fix the manifest's
-**                length and checksum, 16 compact, 32 a second reopen
+**                length and checksum, 16 compact, 32 a second reopen,
+**                64 a read-only open first
 **   then parts   [file][op][len:2][bytes...]: file picks one of the
 **                store's files (MANIFEST, each NNNNNN.log and .hint), op:
 **                0 replace it with the bytes, 1 write the bytes at offset
@@ -276,7 +277,11 @@ static int read_all(pm_store *s, rowset *out) {
       pm_iter_meta(it, &m);
       pm_value *v = NULL;
       if (pm_iter_value(it, &v, &err)) { bad = 1; continue; }
-      if (v->len != m.vlen || v->type != m.vtype) die("a value differs from its metadata");
+      if (v->len != m.vlen || v->type != m.vtype) {
+        fprintf(stderr, "key type %u len %u seq %llu: metadata says type %u, %u bytes; value is type %u, %u bytes\n",
+                k->type, k->len, (unsigned long long)m.seq, m.vtype, m.vlen, v->type, v->len);
+        die("a value differs from its metadata");
+      }
       uint64_t h = m.seq;
       mix(&h, &k->type, 1);
       mix(&h, k->data, k->len);
@@ -449,7 +454,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (int i = 0; i < ntmpl; i++)
     if (write_file(tmpl[i].name, &files[i])) die("cannot write a store file");
   for (int i = 0; i < ntmpl; i++) free(files[i].data);
+  const char *keep = getenv("PM_FUZZ_KEEP");    /* a copy of the store as the input made it */
+  if (keep) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s'", keep, work, keep);
+    if (system(cmd) != 0) die("PM_FUZZ_KEEP: cannot copy the store");
+  }
 
+  if (flags & 64) {                       /* a reader first: it must not repair anything */
+    pm_options o;
+    options(&o);
+    o.readonly = 1;
+    pm_store *s;
+    pm_err err;
+    int r = pm_store_open(work, &o, &s, &err);
+    SAY("readonly open: %d %s\n", r, r ? err.msg : "");
+    if (r == PM_OK) {
+      read_all(s, NULL);
+      pm_txn *x;
+      if (pm_txn_begin(s, &x, &err) == PM_OK) die("a read-only handle began a write transaction");
+      pm_store_close(s, &err);
+    }
+  }
   rowset rows;
   int rc = session(flags, 0, &rows);
   if (rc == PM_CORRUPT) {

@@ -11,7 +11,7 @@ import os
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FIX_REC, FIX_SEG, FIX_HINT, FIX_MAN, SHRINK, REOPEN = 1, 2, 4, 8, 16, 32
+FIX_REC, FIX_SEG, FIX_HINT, FIX_MAN, SHRINK, REOPEN, READONLY_FIRST = 1, 2, 4, 8, 16, 32, 64
 ALL = FIX_REC | FIX_SEG | FIX_HINT | FIX_MAN
 MANIFEST, HINT1, SEG1, HINT2, SEG2, ACTIVE = range(6)
 REPLACE, PATCH, TRUNCATE, DELETE, APPEND = range(5)
@@ -39,6 +39,7 @@ def record(rtype, key, vtype, value, seq):
 RECOVERY = {
     "valid-store": bytes([ALL | SHRINK | REOPEN]),
     "valid-no-fixups": bytes([REOPEN]),
+    "valid-store-readonly-first": bytes([ALL | SHRINK | REOPEN | READONLY_FIRST]),
     # a value length of 0xFFFFFFFF in a sealed segment, and in the active one
     "vlen-ffffffff-sealed": bytes([REOPEN]) + patch(SEG1, SEG_HEADER + 16, b"\xff\xff\xff\xff"),
     "vlen-ffffffff-active": bytes([ALL | REOPEN]) + patch(ACTIVE, SEG_HEADER + 16, b"\xff\xff\xff\xff"),

@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from conftest import EXT, connect
+from conftest import SO, connect
 from kill_child import expected
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kill_child.py")
@@ -43,12 +43,14 @@ def kills_for(mode):
 
 
 def make_store(tmp, mode, n):
+    """A database holding the table kv on a store of its own; returns the
+    database's path and the store's."""
     db = str(tmp / f"host-{mode}-{n}.db")
     con = connect(db)
     con.execute(f"CREATE VIRTUAL TABLE kv USING persistmap(path='kv-{mode}-{n}.pmap', "
-                f"sync='{mode}', segment_size='8KB', auto_shrink=0, cache_size='256KB')")
+                f"sync='{mode}', segment_size='64KB', auto_shrink=0, cache_size='256KB')")
     con.close()
-    return db
+    return db, str(tmp / f"kv-{mode}-{n}.pmap")
 
 
 def read_lines(pipe, buf, until_ready, deadline):
@@ -66,11 +68,11 @@ def read_lines(pipe, buf, until_ready, deadline):
             return buf, False
 
 
-def kill_once(db, rnd, seed):
+def kill_once(ext, db, rnd, seed):
     """Start a child, kill it at a random moment; returns (start, acked,
     moment) where start is the 'last' the child found and acked the
     transactions it acknowledged."""
-    child = subprocess.Popen([PY, CHILD, EXT, db, str(seed)], stdout=subprocess.PIPE,
+    child = subprocess.Popen([PY, CHILD, ext, db, str(seed)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, cwd=os.path.dirname(db))
     buf = b""
     if rnd.random() < 0.1:
@@ -137,20 +139,24 @@ def test_kill_9_loses_no_acknowledged_commit(tmp, mode, capsys):
     kills = kills_for(mode)
     last = 0                  # the state the store must be in at least
     store_no = 0
-    db = None
+    db = store = None
     figures = {"kills": 0, "acked": 0, "in_flight_kept": 0, "opening": 0, "stores": 0}
+    # The children load a copy of the build under test: a long run must not
+    # see a rebuild of it half-written.
+    ext = str(tmp / "persistmap.so")
+    shutil.copyfile(SO, ext)
     t0 = time.monotonic()
     for k in range(kills):
         if k % KILLS_PER_STORE == 0:
             if db:
-                shutil.rmtree(db.replace(f"host-", "kv-").replace(".db", ".pmap"))
+                shutil.rmtree(store)
                 os.unlink(db)
             store_no += 1
-            db = make_store(tmp, mode, store_no)
+            db, store = make_store(tmp, mode, store_no)
             last = 0
             figures["stores"] += 1
         seed = rnd.randrange(1 << 30)
-        start, acked, moment = kill_once(db, rnd, seed)
+        start, acked, moment = kill_once(ext, db, rnd, seed)
         figures["kills"] += 1
         figures["opening"] += moment == "opening"
         where = f"mode {mode}, seed {SEED}, kill {k} (child seed {seed}, {moment})"

@@ -1,0 +1,1 @@
+INSERT INTO kv VALUES ('z', zero'%'blkb(900'k'00)); UPDATE kv SET value r=nda omblob(50000)TRIGGERkey = 'z';WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < 3500) INSERT INTO  kv SELECT 'rI' || i, randomblob(i * 22) FROM c; ÓELE‰‰‰‰‰‰‰‰‰‰‰‰‰‰‰‰‰‰‰‰RTRIM‰CT pe)sistmap_shrink('kv');SELECT count(*), sum(len< 3500) INSEe)) FROM kv;
