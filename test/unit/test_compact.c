@@ -21,18 +21,14 @@ static char *root, *dir;
 
 static int setup(void **state) {
   (void)state;
-  root = tu_mkdtemp();
-  dir = malloc(strlen(root) + 16);
-  sprintf(dir, "%s/store", root);
+  tu_store_dirs(&root, &dir);
   fio_reset();
   return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
-  tu_rmtree(root);
-  free(root);
-  free(dir);
+  tu_store_dirs_free(&root, &dir);
   return 0;
 }
 

@@ -60,18 +60,14 @@ typedef struct tally {
 
 static int setup(void **state) {
   (void)state;
-  root_dir = tu_mkdtemp();
-  store_dir = malloc(strlen(root_dir) + 16);
-  sprintf(store_dir, "%s/store", root_dir);
+  tu_store_dirs(&root_dir, &store_dir);
   assert_int_equal(mkdir(store_dir, 0755), 0);
   return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
-  tu_rmtree(root_dir);
-  free(root_dir);
-  free(store_dir);
+  tu_store_dirs_free(&root_dir, &store_dir);
   return 0;
 }
 

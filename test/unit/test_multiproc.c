@@ -24,17 +24,13 @@ static char *tmp_root;
 
 static int setup(void **state) {
   (void)state;
-  tmp_root = tu_mkdtemp();
-  dir_path = malloc(strlen(tmp_root) + 16);
-  sprintf(dir_path, "%s/store", tmp_root);
+  tu_store_dirs(&tmp_root, &dir_path);
   return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
-  tu_rmtree(tmp_root);
-  free(tmp_root);
-  free(dir_path);
+  tu_store_dirs_free(&tmp_root, &dir_path);
   return 0;
 }
 

@@ -102,9 +102,7 @@ static sd_disk *workload_disk(int keep_open, wl_model *model) {
 
 static int group_setup(void **state) {
   (void)state;
-  root_dir = tu_mkdtemp();
-  store_dir = malloc(strlen(root_dir) + 16);
-  sprintf(store_dir, "%s/store", root_dir);
+  tu_store_dirs(&root_dir, &store_dir);
   assert_int_equal(mkdir(store_dir, 0755), 0);
   populated = workload_disk(0, &populated_model);
   populated_fp = wl_model_fp(&populated_model);
@@ -125,9 +123,7 @@ static int group_teardown(void **state) {
   (void)state;
   sd_free(populated);
   sd_free(torn);
-  tu_rmtree(root_dir);
-  free(root_dir);
-  free(store_dir);
+  tu_store_dirs_free(&root_dir, &store_dir);
   return 0;
 }
 

@@ -39,6 +39,23 @@ static inline void tu_rmtree(const char *dir) {
   nftw(dir, tu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* For a test's setup: a fresh temporary directory (*root) and the path of a
+** store inside it (*store, "<root>/store", not created). */
+static inline void tu_store_dirs(char **root, char **store) {
+  *root = tu_mkdtemp();
+  *store = malloc(strlen(*root) + 16);
+  assert_non_null(*store);
+  sprintf(*store, "%s/store", *root);
+}
+
+/* For its teardown: remove the directory and free both paths. */
+static inline void tu_store_dirs_free(char **root, char **store) {
+  tu_rmtree(*root);
+  free(*root);
+  free(*store);
+  *root = *store = NULL;
+}
+
 /* Deterministic pseudo-random numbers (xorshift64*), seedable per test. */
 static inline uint64_t tu_rand(uint64_t *state) {
   uint64_t x = *state;
