@@ -45,7 +45,7 @@ static char store[600];
 static uint64_t n_commits;
 static FILE *json;
 
-/* Shared with the helper process (an anonymous shared mapping). */
+/* Shared with the peer process (an anonymous shared mapping). */
 typedef struct shared {
   int stop;                   /* the parent asks the reader to stop */
   uint64_t gets, ns;          /* the reader's result */
@@ -115,9 +115,9 @@ static void get_loop(pm_store *s, uint64_t n, const int *stop, uint64_t seed, ui
   *ns = now_ns() - t0;
 }
 
-/* ---- the helper process: open, close, or read on command ---------------- */
+/* ---- the peer process: open, close, or read on command ---------------- */
 
-static void helper(int cmd_r, int ack_w) {
+static void peer(int cmd_r, int ack_w) {
   pm_store *s = NULL;
   char c;
   while (read(cmd_r, &c, 1) == 1) {
@@ -132,17 +132,17 @@ static void helper(int cmd_r, int ack_w) {
 
 static void command(char c) {
   char ack;
-  if (write(cmd_w, &c, 1) != 1 || read(ack_r, &ack, 1) != 1) die("the helper process is gone", NULL);
+  if (write(cmd_w, &c, 1) != 1 || read(ack_r, &ack, 1) != 1) die("the peer process is gone", NULL);
 }
 
 /* The reader's command is answered when it stops: send it, don't wait. */
 static void command_async(char c) {
-  if (write(cmd_w, &c, 1) != 1) die("the helper process is gone", NULL);
+  if (write(cmd_w, &c, 1) != 1) die("the peer process is gone", NULL);
 }
 
 static void wait_ack(void) {
   char ack;
-  if (read(ack_r, &ack, 1) != 1) die("the helper process is gone", NULL);
+  if (read(ack_r, &ack, 1) != 1) die("the peer process is gone", NULL);
 }
 
 /* ---- measurements ----------------------------------------------------------- */
@@ -228,11 +228,11 @@ int main(int argc, char **argv) {
   sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (sh == MAP_FAILED) die("mmap", NULL);
 
-  /* The helper is forked before this process opens anything. */
+  /* The peer is forked before this process opens anything. */
   int cmd[2], ack[2];
   if (pipe(cmd) || pipe(ack)) die("pipe", NULL);
   pid_t pid = fork();
-  if (pid == 0) { close(cmd[1]); close(ack[0]); helper(cmd[0], ack[1]); }
+  if (pid == 0) { close(cmd[1]); close(ack[0]); peer(cmd[0], ack[1]); }
   close(cmd[0]);
   close(ack[1]);
   cmd_w = cmd[1];
