@@ -1,6 +1,10 @@
 """Write the hand-made seeds of test/fuzz/corpus/ (run from the repository
 root: /usr/bin/python3 test/fuzz/make_seeds.py). Inputs that found bugs
-are kept beside them under names starting with "bug-".
+are kept beside them under names starting with "bug-"; the files named by
+a hash are what fuzzing found, merged in with libFuzzer's -merge=1 (only
+inputs that reach code or states no other input does):
+
+    build/fuzz/fuzz_sql -merge=1 test/fuzz/corpus/fuzz_sql build/fuzz/corpus-fuzz_sql
 
 fuzz_recovery's input (see fuzz_recovery.c): a flags byte, then parts
 [file][op][len:2][bytes]. The template store's files, in that order:
