@@ -36,8 +36,13 @@ def build_newer_sqlite():
     if not shutil.which("npm") or not shutil.which("cc"):
         pytest.skip("needs npm and cc to build a newer SQLite")
     os.makedirs(out, exist_ok=True)
+    # npm's cache and logs go under build/ too: the suite writes nothing
+    # outside the repository (the file-trace check holds it to that).
+    npm_env = dict(os.environ, npm_config_cache=os.path.join(out, "npm-cache"),
+                   npm_config_update_notifier="false", npm_config_fund="false",
+                   npm_config_audit="false")
     pack = subprocess.run(["npm", "pack", PACKAGE, "--pack-destination", out],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=npm_env)
     tgz = glob.glob(os.path.join(out, "better-sqlite3-*.tgz"))
     if pack.returncode != 0 or not tgz:
         pytest.skip(f"npm pack {PACKAGE} failed: {pack.stderr.strip()[-300:]}")
