@@ -50,8 +50,11 @@ $(BUILD)/.dir:
 $(BUILD)/%.o: ext/%.c $(HEADERS) | deps $(BUILD)/.dir
 	$(CC) $(CFLAGS) $(BASE) -c $< -o $@
 
+# -z nodelete: once loaded, the library stays mapped, also when SQLite unloads
+# it after its entry point failed (out of memory) with the module or some
+# functions already registered on the connection.
 persistmap.so: $(ENGINE_OBJ) $(SQL_OBJ)
-	$(CC) $(CFLAGS) $(BASE) -shared -Wl,--no-undefined -Wl,--version-script=ext/exports.map \
+	$(CC) $(CFLAGS) $(BASE) -shared -Wl,--no-undefined -Wl,-z,nodelete -Wl,--version-script=ext/exports.map \
 	  -o $@ $^ -lm
 
 $(BUILD)/libpmengine.a: $(ENGINE_OBJ)
@@ -62,12 +65,19 @@ TEST_HEADERS = $(wildcard test/unit/*.h test/bench/*.h)
 $(BUILD)/test_%: test/unit/test_%.c $(TEST_HEADERS) $(BUILD)/libpmengine.a
 	$(CC) $(CFLAGS) $(BASE) -Iext -Itest/bench -o $@ $< $(BUILD)/libpmengine.a -lcmocka -lm
 
+# test_sqlite_nomem loads this tree's persistmap.so (PM_EXTENSION, below) into
+# Debian's libsqlite3 and fails SQLite's allocations: no engine linked in.
+NOMEM_SO = $(if $(filter build,$(BUILD)),persistmap.so,$(BUILD)/persistmap.so)
+
+$(BUILD)/test_sqlite_nomem: test/unit/test_sqlite_nomem.c $(TEST_HEADERS) $(NOMEM_SO)
+	$(CC) $(CFLAGS) $(BASE) -Iext -o $@ $< -lsqlite3 -lcmocka
+
 demo: persistmap.so
 	@sh test/deps.sh sqlite3
 	sqlite3 -bail :memory: < sql/quickstart.sql
 
 unit: test-deps $(UNIT_TESTS)
-	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; PM_EXTENSION=$(abspath $(NOMEM_SO)) $$t; done
 
 sqltest: test-deps persistmap.so
 	$(PY) -m pytest -q -p no:cacheprovider test/sql
@@ -148,7 +158,7 @@ test-static: test-deps $(BUILD)/static_example
 # The extension compiled against another SQLite's headers (put first on the
 # include path through CFLAGS, in its own BUILD tree); test-bindings uses it.
 $(BUILD)/persistmap.so: $(ENGINE_OBJ) $(SQL_OBJ)
-	$(CC) $(CFLAGS) $(BASE) -shared -Wl,--no-undefined -Wl,--version-script=ext/exports.map \
+	$(CC) $(CFLAGS) $(BASE) -shared -Wl,--no-undefined -Wl,-z,nodelete -Wl,--version-script=ext/exports.map \
 	  -o $@ $^ -lm
 
 # Every binding of test/bindings/ (each installs its own Debian packages, and
@@ -274,14 +284,16 @@ fuzz: fuzz-build
 # Soak: the long versions of the reliability tests. SOAK_KILLS kill -9s of
 # a writer (test/sql/test_kill.py; about 0.1 s each), each fuzz target for
 # FUZZ_SECONDS, and SOAK_CRASH_ROUNDS rounds of the power-loss test with
-# random seeds, each also crashing the recovery of every state.
+# random seeds, each also crashing the recovery of every state, and
+# test_sqlite_nomem with every N instead of a stride.
 SOAK_KILLS        ?= 100000
 SOAK_CRASH_ROUNDS ?= 10
 
-soak: test-deps persistmap.so $(BUILD)/test_crash fuzz-build
+soak: test-deps persistmap.so $(BUILD)/test_crash $(BUILD)/test_sqlite_nomem fuzz-build
 	PM_KILLS=$(SOAK_KILLS) $(PY) -m pytest -q -s -p no:cacheprovider test/sql/test_kill.py
 	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 	PM_SOAK=$(SOAK_CRASH_ROUNDS) $(BUILD)/test_crash
+	PM_SOAK=1 PM_EXTENSION=$(abspath $(NOMEM_SO)) $(BUILD)/test_sqlite_nomem
 
 # Benchmarks. `make bench` runs them all in one go (QUICK=1: 100,000 keys
 # instead of 1,000,000), writes each driver's JSON lines into $(BENCH_DIR),

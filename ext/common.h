@@ -78,7 +78,7 @@ pm_key pm_key_int(int64_t v, uint8_t buf[8]);
 
 /* ---- Allocation hook -----------------------------------------------------
 ** Every allocation of the engine goes through pm_malloc/pm_realloc/pm_free,
-** so the SQL layer can route it to sqlite3_malloc64 and tests can make the
+** so an embedding application can supply its own and tests can make the
 ** Nth allocation fail. pm_set_allocator(NULL) restores the C library. */
 typedef struct pm_allocator {
   void *(*xMalloc)(size_t n);

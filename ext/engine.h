@@ -39,6 +39,7 @@ struct pm_engine {
   int readonly;
   uint64_t fork_gen;           /* the process generation that opened it */
   int refs;                    /* handles; guarded by the registry mutex */
+  struct pm_txn *spare_txn;    /* a finished transaction kept for its buffers */
 
   char *dir;
   const pm_io *io;
@@ -73,14 +74,21 @@ struct pm_engine {
                                   compaction, kept while snapshots read them */
   size_t nold_ix;
 
-  /* The writer: one transaction at a time in this process. */
+  /* The writer: one transaction at a time in this process. The WRITER file
+  ** lock is kept between transactions while no other engine waits for it
+  ** (two fcntl calls less per commit), and let go by the background thread
+  ** once it was idle for WRITER_KEEP_NS or someone waits. */
   pthread_mutex_t wmu;
   pthread_cond_t wcv;
   int writer_busy;
+  int writer_file_held;        /* the WRITER file lock is held (guarded by wmu) */
+  uint64_t writer_idle_since;  /* when the last transaction ended (ns; wmu) */
+  int writer_watched;          /* the background thread looks at it (wmu) */
 
-  /* Background thread: periodic fsync under NORMAL, sync requests. */
+  /* Background thread: periodic fsync under NORMAL, sync requests, letting
+  ** go of a kept WRITER lock. */
   pthread_t bg;
-  int bg_started, bg_stop, bg_sync_now;
+  int bg_started, bg_stop, bg_sync_now, bg_writer_kept;
   uint64_t sync_interval_ms;
   pthread_mutex_t bg_mu;
   pthread_cond_t bg_cv;
@@ -109,6 +117,7 @@ typedef struct txn_op {
   uint32_t klen;
   uint64_t key_off;
   uint64_t seq;
+  uint64_t hash;           /* of the key, for the op map */
   pm_value *val;           /* PUT: the value (owned) */
 } txn_op;
 
@@ -121,7 +130,8 @@ struct pm_txn {
   size_t nops, cap;
   uint8_t *keys;
   size_t klen, kcap;
-  uint32_t *map;           /* open addressing: op index + 1 of each key's newest op */
+  uint64_t *map;           /* open addressing, each key's newest op: its hash's
+                              high 32 bits, then op index + 1; 0 is empty */
   size_t map_cap, map_used;
   txn_svp *svp;
   size_t nsvp, cap_svp;
@@ -132,7 +142,22 @@ struct pm_txn {
   uint64_t group_id;
   pm_pos group_end;
   pm_group grp;
+  size_t grp_cap;          /* records grp.recs has room for */
 };
+
+/* A WRITER lock kept between transactions is let go after this long idle. */
+#define WRITER_KEEP_NS 1000000u
+/* Let go of a kept WRITER lock if it is idle long enough or wanted; returns
+** 1 while it stays kept (the background thread looks again soon). */
+int pm_engine_writer_let_go(pm_engine *e);
+/* Tell the background thread that the WRITER lock is kept and it is not
+** looking at it yet. */
+void pm_engine_writer_kept(pm_engine *e);
+
+/* A transaction this small keeps its buffers as the engine's spare. */
+#define TXN_SPARE_OPS 1024
+/* Free a transaction that is not in progress, buffers and all. */
+void pm_txn_destroy(pm_txn *t);
 
 static inline uint64_t pm_load64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void pm_store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }

@@ -33,26 +33,21 @@ SQLITE_EXTENSION_INIT3
 #include "store.h"
 #include "vtab.h"
 
-/* Report an engine error as the function's error. */
-static void fn_error(sqlite3_context *ctx, int rc, const pm_err *err) {
-  char *z = sqlite3_mprintf("persistmap: %s", err->msg);
-  if (!z) { sqlite3_result_error_nomem(ctx); return; }
-  sqlite3_result_error(ctx, z, -1);
-  sqlite3_result_error_code(ctx, pm_sqlite_code(rc));
-  sqlite3_free(z);
-}
-
 /* The table named by arg, or NULL after reporting why not. */
 static pm_vtab *fn_table(sqlite3_context *ctx, sqlite3_value *arg) {
   pm_err err;
   pm_vtab *vt = NULL;
   const char *zName = (const char *)sqlite3_value_text(arg);
+  if (!zName && sqlite3_value_type(arg) != SQLITE_NULL) {   /* its text could not be made */
+    sqlite3_result_error_nomem(ctx);
+    return NULL;
+  }
   if (!zName) {
     sqlite3_result_error(ctx, "persistmap: a table name is needed", -1);
     return NULL;
   }
   int rc = pm_table_find(sqlite3_user_data(ctx), zName, &vt, &err);
-  if (rc != PM_OK) { fn_error(ctx, rc, &err); return NULL; }
+  if (rc != PM_OK) { pm_result_error(ctx, rc, &err); return NULL; }
   return vt;
 }
 
@@ -63,7 +58,7 @@ static pm_store *fn_store(sqlite3_context *ctx, sqlite3_value *arg, pm_vtab **pV
   pm_vtab *vt = fn_table(ctx, arg);
   if (!vt) return NULL;
   int rc = pm_table_store(vt, &s, &err);
-  if (rc != PM_OK) { fn_error(ctx, rc, &err); return NULL; }
+  if (rc != PM_OK) { pm_result_error(ctx, rc, &err); return NULL; }
   if (pVt) *pVt = vt;
   return s;
 }
@@ -114,7 +109,7 @@ static void fnSync(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   int rc = pm_store_sync(s, timeout < 0 ? -1 : timeout, &err);
   if (rc == PM_TIMEOUT) sqlite3_result_int(ctx, 0);
   else if (rc == PM_OK) sqlite3_result_int(ctx, 1);
-  else fn_error(ctx, rc, &err);
+  else pm_result_error(ctx, rc, &err);
 }
 
 /* Append z to s as a JSON string. */
@@ -247,7 +242,7 @@ static void fnStats(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   pm_store *s = fn_store(ctx, argv[0], NULL);
   if (!s) return;
   int rc = pm_store_stats(s, &st, &err);
-  if (rc != PM_OK) { fn_error(ctx, rc, &err); return; }
+  if (rc != PM_OK) { pm_result_error(ctx, rc, &err); return; }
   char *z = stats_json(&st);
   if (!z) { sqlite3_result_error_nomem(ctx); return; }
   sqlite3_result_text(ctx, z, -1, sqlite3_free);
@@ -271,7 +266,7 @@ static void fnCheck(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     return;
   }
   if (rc == PM_OK) rc = pm_store_check(s, &report, &err);
-  if (rc != PM_OK) { fn_error(ctx, rc, &err); return; }
+  if (rc != PM_OK) { pm_result_error(ctx, rc, &err); return; }
   fn_result_text(ctx, report);
 }
 
@@ -286,7 +281,7 @@ static void fnRecover(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   pm_vtab *vt = fn_table(ctx, argv[0]);
   if (!vt) return;
   int rc = pm_table_recover(vt, &report, &err);
-  if (rc != PM_OK) { fn_error(ctx, rc, &err); return; }
+  if (rc != PM_OK) { pm_result_error(ctx, rc, &err); return; }
   fn_result_text(ctx, report);
 }
 
@@ -301,11 +296,11 @@ static void fnShrink(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   if (pm_table_in_write(vt)) {
     pm_err_set(&err, PM_MISUSE, "cannot shrink '%s' inside a transaction that writes it",
                pm_table_name(vt));
-    fn_error(ctx, PM_MISUSE, &err);
+    pm_result_error(ctx, PM_MISUSE, &err);
     return;
   }
   int rc = pm_store_shrink(s, &summary, &err);
-  if (rc != PM_OK) { fn_error(ctx, rc, &err); return; }
+  if (rc != PM_OK) { pm_result_error(ctx, rc, &err); return; }
   fn_result_text(ctx, summary);
 }
 
@@ -353,8 +348,9 @@ int pm_functions_register(sqlite3 *db, pm_conn *conn) {
   };
   int rc = SQLITE_OK;
   for (size_t i = 0; rc == SQLITE_OK && i < sizeof aFunc / sizeof aFunc[0]; i++) {
+    pm_conn_ref(conn);                 /* SQLite drops it with the function, or at once on failure */
     rc = sqlite3_create_function_v2(db, aFunc[i].name, aFunc[i].nArg, aFunc[i].flags, conn,
-                                    aFunc[i].xFunc, NULL, NULL, NULL);
+                                    aFunc[i].xFunc, NULL, NULL, pm_conn_unref);
   }
   return rc;
 }

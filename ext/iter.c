@@ -44,6 +44,7 @@ struct pm_iter {
   uint8_t *kbuf;
   size_t klen, kcap;
   pm_key key;              /* the current row's key */
+  pm_value *held;          /* the current row's value, when read as a whole */
   /* Read-ahead for values that are not cached: a scan visits records in
   ** log order, so one large read serves many rows. */
   uint8_t *ahead;
@@ -61,11 +62,11 @@ static int key_passes(const pm_iter *it, const pm_key *k) {
   return !it->spec.match || it->spec.match(it->spec.match_ctx, k);
 }
 
-/* Copy a key into the batch's key buffer; -1 on OOM. */
+/* Copy a key into the batch's key buffer, followed by a 0 byte; -1 on OOM. */
 static int keep_key(pm_iter *it, iter_row *row, const pm_key *k) {
-  if (it->klen + k->len > it->kcap) {
+  if (it->klen + k->len + 1 > it->kcap) {
     size_t cap = it->kcap ? it->kcap * 2 : 4096;
-    while (cap < it->klen + k->len) cap *= 2;
+    while (cap < it->klen + k->len + 1) cap *= 2;
     uint8_t *p = pm_realloc(it->kbuf, cap);
     if (!p) return -1;
     it->kbuf = p;
@@ -75,7 +76,8 @@ static int keep_key(pm_iter *it, iter_row *row, const pm_key *k) {
   row->ktype = k->type;
   row->klen = k->len;
   row->key_off = it->klen;
-  it->klen += k->len;
+  it->kbuf[it->klen + k->len] = 0;
+  it->klen += k->len + 1;
   return 0;
 }
 
@@ -192,6 +194,8 @@ int pm_iter_open(pm_store *s, pm_txn *txn, const pm_snap *snap, const pm_iter_sp
 }
 
 int pm_iter_next(pm_iter *it, pm_err *err) {
+  pm_value_unref(it->held);
+  it->held = NULL;
   if (it->cur + 1 < it->nrows) {
     it->cur++;
   } else {
@@ -208,44 +212,95 @@ const pm_key *pm_iter_key(pm_iter *it) { return &it->key; }
 
 void pm_iter_meta(pm_iter *it, pm_meta *out) { *out = it->rows[it->cur].meta; }
 
-/* Copy the value of row from the read-ahead buffer, refilling it from the
-** row's record onwards when needed. PM_NOTFOUND when the value is too big
-** for it (the caller reads it directly). */
-static int value_from_ahead(pm_iter *it, const iter_row *row, pm_value **out, pm_err *err) {
-  uint64_t start = row->at.off + PM_REC_HEADER + row->klen, end = start + row->meta.vlen;
+/* Whether the read-ahead buffer holds the whole value of row. */
+static int ahead_covers(const pm_iter *it, const iter_row *row) {
+  uint64_t end = row->at.off + PM_REC_HEADER + row->klen + row->meta.vlen;
+  return it->ahead_len && it->ahead_at.seg == row->at.seg && row->at.off >= it->ahead_at.off &&
+         end <= it->ahead_at.off + it->ahead_len;
+}
+
+/* Refill the read-ahead buffer from row's record onwards. PM_NOTFOUND when
+** the record is too big for it (the caller reads the value directly). */
+static int ahead_fill(pm_iter *it, const iter_row *row, pm_err *err) {
+  uint64_t end = row->at.off + PM_REC_HEADER + row->klen + row->meta.vlen;
   if (end - row->at.off > AHEAD_SIZE) return PM_NOTFOUND;
-  int inside = it->ahead_len && it->ahead_at.seg == row->at.seg && row->at.off >= it->ahead_at.off &&
-               end <= it->ahead_at.off + it->ahead_len;
-  if (!inside) {
-    if (!it->ahead && !(it->ahead = pm_malloc(AHEAD_SIZE))) return PM_NOTFOUND;
-    size_t got = 0;
-    int rc = pm_log_read_raw(&it->e->log, row->at.seg, row->at.off, it->ahead, AHEAD_SIZE, &got, err);
-    it->ahead_len = rc ? 0 : got;
-    it->ahead_at = row->at;
-    if (rc) return rc;
-    if (end > row->at.off + got)
-      return pm_err_set(err, PM_CORRUPT, "a record ends beyond its segment at offset %llu",
-                        (unsigned long long)row->at.off);
+  if (!it->ahead && !(it->ahead = pm_malloc(AHEAD_SIZE))) return PM_NOTFOUND;
+  size_t got = 0;
+  int rc = pm_log_read_raw(&it->e->log, row->at.seg, row->at.off, it->ahead, AHEAD_SIZE, &got, err);
+  it->ahead_len = rc ? 0 : got;
+  it->ahead_at = row->at;
+  if (rc) return rc;
+  if (end > row->at.off + got) {
+    it->ahead_len = 0;
+    return pm_err_set(err, PM_CORRUPT, "a record ends beyond its segment at offset %llu",
+                      (unsigned long long)row->at.off);
   }
-  pm_value *v = pm_value_new(row->meta.vtype, row->meta.vlen);
-  if (!v) return pm_err_set(err, PM_NOMEM, "out of memory");
-  memcpy(v->data, it->ahead + (start - it->ahead_at.off), row->meta.vlen);
-  *out = v;
+  return PM_OK;
+}
+
+/* Whether the rows left in the batch lie close together after row, so that
+** one read-ahead serves most of them (a plain scan) rather than being read
+** for one row (a sparse, filtered one): at least half of them, and two or
+** more, start within AHEAD_SIZE of row in its segment. */
+static int batch_is_dense(const pm_iter *it, const iter_row *row) {
+  size_t left = it->nrows - it->cur, near = 0;
+  for (size_t i = it->cur; i < it->nrows; i++) {
+    const iter_row *r = &it->rows[i];
+    near += !r->val && r->at.seg == row->at.seg && r->at.off >= row->at.off &&
+            r->at.off - row->at.off < AHEAD_SIZE;
+  }
+  return near >= 2 && near * 2 >= left;
+}
+
+/* View the value of row in the read-ahead buffer (which must cover it). */
+static void view_ahead(const pm_iter *it, const iter_row *row, pm_view *out) {
+  uint64_t start = row->at.off + PM_REC_HEADER + row->klen;
+  *out = (pm_view){ row->meta.vtype, row->meta.vlen, it->ahead + (start - it->ahead_at.off), NULL };
+}
+
+static void view_value(pm_value *v, pm_view *out) {
+  *out = (pm_view){ v->type, v->len, v->data, v };
+}
+
+/* A scan visits records in log order, so the read-ahead buffer serves most
+** rows without a lookup: when the batch's rows lie close together the
+** buffer is refilled from this row on (one large read for many rows, no
+** lock); a row of a sparse batch comes from the cache when cached, else
+** through the buffer all the same; a value too large for the buffer is
+** read on its own. */
+int pm_iter_view(pm_iter *it, pm_view *out, pm_err *err) {
+  iter_row *row = &it->rows[it->cur];
+  if (row->val) { view_value(row->val, out); return PM_OK; }
+  if (it->held) { view_value(it->held, out); return PM_OK; }
+  if (ahead_covers(it, row)) { view_ahead(it, row, out); return PM_OK; }
+  if (!batch_is_dense(it, row)) {
+    it->held = pm_cache_get(it->e->cache, pm_engine_cache_id(row->at));
+    if (it->held) { view_value(it->held, out); return PM_OK; }
+  }
+  int rc = ahead_fill(it, row, err);
+  if (rc == PM_OK) { view_ahead(it, row, out); return PM_OK; }
+  if (rc != PM_NOTFOUND) return rc;
+  rc = pm_engine_read_value(it->e, row->at, row->klen, row->meta.vtype, row->meta.vlen, &it->held, err);
+  if (rc) return rc;
+  view_value(it->held, out);
   return PM_OK;
 }
 
 int pm_iter_value(pm_iter *it, pm_value **out, pm_err *err) {
-  iter_row *row = &it->rows[it->cur];
-  if (row->val) { *out = pm_value_ref(row->val); return PM_OK; }
-  pm_value *v = pm_cache_get(it->e->cache, pm_engine_cache_id(row->at));
-  if (v) { *out = v; return PM_OK; }
-  int rc = value_from_ahead(it, row, out, err);
-  if (rc != PM_NOTFOUND) return rc;
-  return pm_engine_read_value(it->e, row->at, row->klen, row->meta.vtype, row->meta.vlen, out, err);
+  pm_view view;
+  int rc = pm_iter_view(it, &view, err);
+  if (rc) return rc;
+  if (view.ref) { *out = pm_value_ref(view.ref); return PM_OK; }
+  pm_value *v = pm_value_new(view.type, view.len);
+  if (!v) return pm_err_set(err, PM_NOMEM, "out of memory");
+  if (view.len) memcpy(v->data, view.data, view.len);
+  *out = v;
+  return PM_OK;
 }
 
 void pm_iter_close(pm_iter *it) {
   if (!it) return;
+  pm_value_unref(it->held);
   drop_batch(it);
   pm_free(it->ahead);
   pm_store_snap_end(it->s, &it->own_snap);

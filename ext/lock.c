@@ -15,14 +15,30 @@
 #define LOCK_INIT   (LOCK_BASE + 2)
 #define LOCK_SHRINK (LOCK_BASE + 3)
 
-static const char SHM_MAGIC[8] = { 'P', 'M', 'A', 'P', 'S', 'H', 'M', '1' };
+static const char SHM_MAGIC[8] = { 'P', 'M', 'A', 'P', 'S', 'H', 'M', '2' };
 
-/* Layout of the page: byte offsets of 8-byte aligned fields. */
+/* Layout of the page: byte offsets of 8-byte aligned fields. The published
+** state lives in two slots: a publish fills the slot the counter does not
+** point to, then moves the counter (one store) to it. So a writer killed in
+** the middle of a publish leaves the current slot whole and the counter
+** where it was, and a reader never waits for a publish to finish: it only
+** retries when the slot it read was refilled meanwhile (two publishes
+** later), which each slot's own sequence number shows. */
 enum {
-  F_MAGIC = 0, F_STORE_ID = 8, F_COUNTER = 24, F_COMMIT_SEG = 32, F_COMMIT_OFF = 40,
-  F_COMMIT_SEQ = 48, F_NEXT_SEQ = 56, F_INT_HW = 64, F_HAS_INT = 72, F_MAN_GEN = 80,
-  F_PREP_SEG = 88, F_PREP_OFF = 96, F_DUR_SEG = 104, F_DUR_OFF = 112
+  F_MAGIC = 0, F_STORE_ID = 8,
+  F_COUNTER = 24,       /* the number of the last publish; its slot is counter & 1 */
+  F_DUR_SEG = 32, F_DUR_OFF = 40,
+  F_WANTED = 48,        /* engines waiting for the WRITER lock, in all processes */
+  F_SLOTS = 256, SLOT_SIZE = 128
 };
+/* Offsets within a slot. */
+enum {
+  S_SEQ = 0,            /* 2 x the publish it holds; odd while being filled */
+  S_COMMIT_SEG = 8, S_COMMIT_OFF = 16, S_COMMIT_SEQ = 24, S_NEXT_SEQ = 32, S_INT_HW = 40,
+  S_HAS_INT = 48, S_MAN_GEN = 56, S_PREP_SEG = 64, S_PREP_OFF = 72
+};
+
+static int slot_of(uint64_t counter) { return F_SLOTS + (int)(counter & 1) * SLOT_SIZE; }
 
 static uint64_t *field(const pm_lock *l, int off) { return (uint64_t *)(void *)(l->map + off); }
 static uint64_t ld(const pm_lock *l, int off) { return __atomic_load_n(field(l, off), __ATOMIC_ACQUIRE); }
@@ -88,9 +104,14 @@ int pm_lock_alone(pm_lock *l) {
   return 1;
 }
 
-int pm_lock_writer_acquire(pm_lock *l, uint64_t timeout_ms, pm_err *err) {
-  if (l->fd < 0) return PM_OK;
-  uint64_t deadline = pm_now_ns() + timeout_ms * 1000000u;
+/* Count this engine in (+1) or out (-1) of those waiting for the WRITER
+** lock, so that an engine keeping it between transactions lets go. */
+static void writer_wanted_add(pm_lock *l, int64_t d) {
+  if (l->map && l->writable) __atomic_add_fetch(field(l, F_WANTED), (uint64_t)d, __ATOMIC_ACQ_REL);
+}
+
+/* Take the WRITER lock, polling with growing pauses until the deadline. */
+static int writer_poll(pm_lock *l, uint64_t deadline, pm_err *err) {
   long pause_us = 100;
   for (;;) {
     if (l->io->lock(l->fd, F_WRLCK, LOCK_WRITER, 1, 0) == 0) return PM_OK;
@@ -103,6 +124,20 @@ int pm_lock_writer_acquire(pm_lock *l, uint64_t timeout_ms, pm_err *err) {
     nanosleep(&ts, NULL);
     if (pause_us < 10000) pause_us *= 2;
   }
+}
+
+int pm_lock_writer_acquire(pm_lock *l, uint64_t timeout_ms, pm_err *err) {
+  if (l->fd < 0) return PM_OK;
+  if (l->io->lock(l->fd, F_WRLCK, LOCK_WRITER, 1, 0) == 0) return PM_OK;
+  if (errno != EAGAIN) return pm_err_sys(err, errno, "cannot take the writer lock");
+  writer_wanted_add(l, 1);
+  int rc = writer_poll(l, pm_now_ns() + timeout_ms * 1000000u, err);
+  writer_wanted_add(l, -1);
+  return rc;
+}
+
+int pm_lock_writer_wanted(const pm_lock *l) {
+  return !l->map || !l->writable || ld(l, F_WANTED) != 0;
 }
 
 void pm_lock_writer_release(pm_lock *l) {
@@ -126,46 +161,50 @@ int pm_shm_valid(const pm_lock *l, const uint8_t store_id[16]) {
 }
 
 /* Read the fields guarded by the counter (a sequence lock: odd = being written). */
-static void read_fields(const pm_lock *l, pm_shared *o) {
-  o->commit = (pm_pos){ (uint32_t)ld(l, F_COMMIT_SEG), ld(l, F_COMMIT_OFF) };
-  o->commit_seq = ld(l, F_COMMIT_SEQ);
-  o->next_seq = ld(l, F_NEXT_SEQ);
-  o->int_hw = (int64_t)ld(l, F_INT_HW);
-  o->has_int_hw = (int)ld(l, F_HAS_INT);
-  o->manifest_gen = ld(l, F_MAN_GEN);
-  o->prepared = (pm_pos){ (uint32_t)ld(l, F_PREP_SEG), ld(l, F_PREP_OFF) };
+static void read_fields(const pm_lock *l, int b, pm_shared *o) {
+  o->commit = (pm_pos){ (uint32_t)ld(l, b + S_COMMIT_SEG), ld(l, b + S_COMMIT_OFF) };
+  o->commit_seq = ld(l, b + S_COMMIT_SEQ);
+  o->next_seq = ld(l, b + S_NEXT_SEQ);
+  o->int_hw = (int64_t)ld(l, b + S_INT_HW);
+  o->has_int_hw = (int)ld(l, b + S_HAS_INT);
+  o->manifest_gen = ld(l, b + S_MAN_GEN);
+  o->prepared = (pm_pos){ (uint32_t)ld(l, b + S_PREP_SEG), ld(l, b + S_PREP_OFF) };
 }
 
 void pm_shm_read(const pm_lock *l, pm_shared *out) {
   memset(out, 0, sizeof *out);
   if (!l->map) return;
   for (;;) {
-    uint64_t c1 = ld(l, F_COUNTER);
-    if (c1 & 1) continue;       /* a writer is mid-update */
-    read_fields(l, out);
-    uint64_t c2 = ld(l, F_COUNTER);
-    if (c1 == c2) { out->counter = c1; return; }
+    uint64_t c = ld(l, F_COUNTER);
+    int b = slot_of(c);
+    uint64_t s1 = ld(l, b + S_SEQ);
+    read_fields(l, b, out);
+    uint64_t s2 = ld(l, b + S_SEQ);
+    /* Slot b holds publish c unless publish c + 2 refilled it meanwhile
+    ** (publish c + 1 completed first, so the counter has moved: retry). */
+    if (s1 == s2 && s1 == 2 * c) { out->counter = c; return; }
   }
 }
 
-static void write_fields(pm_lock *l, const pm_shared *s) {
-  st(l, F_COMMIT_SEG, s->commit.seg);
-  st(l, F_COMMIT_OFF, s->commit.off);
-  st(l, F_COMMIT_SEQ, s->commit_seq);
-  st(l, F_NEXT_SEQ, s->next_seq);
-  st(l, F_INT_HW, (uint64_t)s->int_hw);
-  st(l, F_HAS_INT, (uint64_t)s->has_int_hw);
-  st(l, F_MAN_GEN, s->manifest_gen);
-  st(l, F_PREP_SEG, s->prepared.seg);
-  st(l, F_PREP_OFF, s->prepared.off);
+static void write_fields(pm_lock *l, int b, const pm_shared *s) {
+  st(l, b + S_COMMIT_SEG, s->commit.seg);
+  st(l, b + S_COMMIT_OFF, s->commit.off);
+  st(l, b + S_COMMIT_SEQ, s->commit_seq);
+  st(l, b + S_NEXT_SEQ, s->next_seq);
+  st(l, b + S_INT_HW, (uint64_t)s->int_hw);
+  st(l, b + S_HAS_INT, (uint64_t)s->has_int_hw);
+  st(l, b + S_MAN_GEN, s->manifest_gen);
+  st(l, b + S_PREP_SEG, s->prepared.seg);
+  st(l, b + S_PREP_OFF, s->prepared.off);
 }
 
 uint64_t pm_shm_publish(pm_lock *l, const pm_shared *s) {
   if (!l->map || !l->writable) return 0;
-  uint64_t c = ld(l, F_COUNTER);
-  st(l, F_COUNTER, c | 1);
-  write_fields(l, s);
-  uint64_t next = (c | 1) + 1;
+  uint64_t next = ld(l, F_COUNTER) + 1;
+  int b = slot_of(next);
+  st(l, b + S_SEQ, 2 * next + 1);
+  write_fields(l, b, s);
+  st(l, b + S_SEQ, 2 * next);
   st(l, F_COUNTER, next);
   return next;
 }
@@ -174,6 +213,9 @@ void pm_shm_reset(pm_lock *l, const uint8_t store_id[16], const pm_shared *s) {
   if (!l->map || !l->writable) return;
   memcpy(l->map + F_MAGIC, SHM_MAGIC, 8);
   memcpy(l->map + F_STORE_ID, store_id, 16);
+  st(l, F_WANTED, 0);          /* alone: nobody waits (a killed waiter's count goes) */
+  st(l, F_DUR_SEG, s->commit.seg);      /* recovery made what it adopted durable */
+  st(l, F_DUR_OFF, s->commit.off);
   pm_shm_publish(l, s);
 }
 

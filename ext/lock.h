@@ -4,8 +4,9 @@
 **
 ** The store directory holds a file named "shm" (like SQLite's -shm): its
 ** first 4 KiB are mapped by every process that opens the store and hold the
-** published commit point (segment, offset, sequence number) behind a
-** sequence counter. A reader learns whether another process committed by
+** published commit point (segment, offset, sequence number) in two slots
+** behind a counter: a publish fills the other slot, then moves the counter,
+** so a writer killed halfway leaves the page as it was. A reader learns whether another process committed by
 ** comparing one 64-bit counter in shared memory with the one it last saw:
 ** no system call on the read path.
 **
@@ -68,9 +69,16 @@ void pm_lock_init_release(pm_lock *l);
 /* 1 if no other engine (in any process) has the store open. */
 int pm_lock_alone(pm_lock *l);
 
-/* WRITER lock: waits up to timeout_ms (polling), then PM_BUSY. */
+/* WRITER lock: waits up to timeout_ms (polling), then PM_BUSY. A waiter is
+** counted in the shared page while it waits. */
 int pm_lock_writer_acquire(pm_lock *l, uint64_t timeout_ms, pm_err *err);
 void pm_lock_writer_release(pm_lock *l);
+/* 1 if an engine (of any process) waits for the WRITER lock, or if there is
+** no shared page to tell: a holder keeping the lock between transactions
+** must then let go. (A waiter killed while waiting leaves the count too
+** high: holders then merely stop keeping the lock, until an engine that is
+** alone resets the page.) */
+int pm_lock_writer_wanted(const pm_lock *l);
 
 /* SHRINK lock: one compaction at a time across processes. 0, or -1 if held. */
 int pm_lock_shrink_try(pm_lock *l);
@@ -83,7 +91,8 @@ uint64_t pm_shm_counter(const pm_lock *l);
 int pm_shm_valid(const pm_lock *l, const uint8_t store_id[16]);
 /* Read the published state consistently. */
 void pm_shm_read(const pm_lock *l, pm_shared *out);
-/* Initialize the page for store_id with st (by an engine that is alone). */
+/* Initialize the page for store_id with st (by an engine that is alone,
+** after recovery made st.commit durable). */
 void pm_shm_reset(pm_lock *l, const uint8_t store_id[16], const pm_shared *st);
 /* Publish st (by the writer); bumps the counter and returns its new value. */
 uint64_t pm_shm_publish(pm_lock *l, const pm_shared *st);

@@ -6,11 +6,18 @@
 **   sqlite3_auto_extension(sqlite3_persistmap_init)   (linked in, -DSQLITE_CORE)
 **
 ** sqlite3_persistmap_init registers the persistmap module (vtab.c) and the
-** SQL functions (functions.c) on one connection, and routes the engine's
-** allocations to SQLite's allocator. Loaded as a shared library it asks to
-** stay loaded for the life of the process: the engine's stores, shared by
-** every connection, and their background threads outlive the connection
-** that loaded it.
+** SQL functions (functions.c) on one connection. Loaded as a shared library
+** it asks to stay loaded for the life of the process: the engine's stores,
+** shared by every connection, and their background threads outlive the
+** connection that loaded it.
+**
+** The engine allocates with the C library (common.h's default allocator),
+** not with sqlite3_malloc: a store is shared by every connection and thread
+** of the process, its memory is bounded by its own cache_size and reported
+** by persistmap_stats, and SQLite's allocator takes one process-wide mutex
+** per call to keep its statistics, which would serialize concurrent
+** readers and cost more than the rest of a cached get. The SQL layer
+** (vtab.c, functions.c) allocates with SQLite's, as extensions do.
 */
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT1
@@ -22,12 +29,6 @@ SQLITE_EXTENSION_INIT1
 /* The oldest SQLite with everything the extension relies on (SQLITE_INNOCUOUS
 ** and SQLITE_DIRECTONLY functions, sqlite3_vtab_nochange, sqlite3_vtab_collation). */
 #define PM_MIN_SQLITE 3031000
-
-static void *sqlite_malloc(size_t n) { return sqlite3_malloc64(n); }
-static void *sqlite_realloc(void *p, size_t n) { return sqlite3_realloc64(p, n); }
-static void sqlite_free(void *p) { sqlite3_free(p); }
-
-static const pm_allocator sqlite_allocator = { sqlite_malloc, sqlite_realloc, sqlite_free };
 
 /*
 ** The entry point: register everything on db. Returns
@@ -43,7 +44,6 @@ int sqlite3_persistmap_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_rout
                                 sqlite3_libversion());
     return SQLITE_ERROR;
   }
-  pm_set_allocator(&sqlite_allocator);
   int rc = pm_vtab_register(db, &conn);
   if (rc == SQLITE_OK) rc = pm_functions_register(db, conn);
   if (rc != SQLITE_OK) {

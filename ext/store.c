@@ -346,29 +346,47 @@ static int recover_index(pm_engine *e, pm_err *err) {
 /* 6. Durability: the background thread                                      */
 /* ======================================================================== */
 
-/* Every sync_interval, or when asked, fsync what was written. It stops when
-** the engine closes. */
+/* Wait on the background thread's condition until the monotonic time
+** until_ns (bg_mu held). */
+static void bg_wait_until(pm_engine *e, uint64_t until_ns) {
+  struct timespec ts = { (time_t)(until_ns / 1000000000u), (long)(until_ns % 1000000000u) };
+  pthread_cond_timedwait(&e->bg_cv, &e->bg_mu, &ts);
+}
+
+/* Every sync_interval, or when asked, fsync what was written and do the
+** upkeep; while the WRITER lock is kept between transactions, look every
+** WRITER_KEEP_NS whether to let go of it. It stops when the engine closes. */
 static void *bg_main(void *arg) {
   pm_engine *e = arg;
+  uint64_t interval = e->sync_interval_ms * 1000000u, next_sync = pm_now_ns() + interval;
+  int watching = 0;
   pthread_mutex_lock(&e->bg_mu);
   while (!e->bg_stop) {
-    if (!e->bg_sync_now) {
-      struct timespec ts;
-      clock_gettime(CLOCK_MONOTONIC, &ts);
-      uint64_t ns = (uint64_t)ts.tv_nsec + e->sync_interval_ms * 1000000u;
-      ts.tv_sec += (time_t)(ns / 1000000000u);
-      ts.tv_nsec = (long)(ns % 1000000000u);
-      pthread_cond_timedwait(&e->bg_cv, &e->bg_mu, &ts);
+    uint64_t now = pm_now_ns();
+    if (!e->bg_sync_now && !e->bg_writer_kept && now < next_sync) {
+      bg_wait_until(e, watching && now + WRITER_KEEP_NS < next_sync ? now + WRITER_KEEP_NS : next_sync);
       if (e->bg_stop) break;
     }
-    e->bg_sync_now = 0;
+    int sync = e->bg_sync_now || pm_now_ns() >= next_sync;
+    e->bg_sync_now = e->bg_writer_kept = 0;
     pthread_mutex_unlock(&e->bg_mu);
-    pm_log_sync(&e->log, pm_log_written(&e->log), -1, NULL);
-    pm_engine_upkeep(e);
+    watching = pm_engine_writer_let_go(e);
+    if (sync) {
+      pm_log_sync(&e->log, pm_log_written(&e->log), -1, NULL);
+      pm_engine_upkeep(e);
+      next_sync = pm_now_ns() + interval;
+    }
     pthread_mutex_lock(&e->bg_mu);
   }
   pthread_mutex_unlock(&e->bg_mu);
   return NULL;
+}
+
+void pm_engine_writer_kept(pm_engine *e) {
+  pthread_mutex_lock(&e->bg_mu);
+  e->bg_writer_kept = 1;
+  pthread_cond_signal(&e->bg_cv);
+  pthread_mutex_unlock(&e->bg_mu);
 }
 
 static int bg_start(pm_engine *e, pm_err *err) {
@@ -420,6 +438,7 @@ static void engine_flush(pm_engine *e) {
 
 static void engine_free(pm_engine *e) {
   engine_flush(e);
+  pm_txn_destroy(e->spare_txn);
   if (e->log_open) pm_log_close(&e->log);
   if (e->lock_open) pm_lock_close(&e->lock);
   if (e->ix) pm_index_free(e->ix);

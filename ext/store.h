@@ -120,10 +120,25 @@ int pm_iter_open(pm_store *s, pm_txn *txn, const pm_snap *snap,
                  const pm_iter_spec *spec, pm_iter **out, pm_err *err);
 /* Advance to the next row: PM_OK (a row), PM_NOTFOUND (no more) or an error. */
 int pm_iter_next(pm_iter *it, pm_err *err);
-const pm_key *pm_iter_key(pm_iter *it);     /* valid until the next step */
+/* The current row's key, valid until the next step; a text key's bytes are
+** followed by a 0 byte (handy for C strings). */
+const pm_key *pm_iter_key(pm_iter *it);
 void pm_iter_meta(pm_iter *it, pm_meta *out);
 /* The current row's value, read only now (a reference to release). */
 int pm_iter_value(pm_iter *it, pm_value **out, pm_err *err);
+/* The current row's value seen in place, without a copy when it can be:
+** bytes borrowed from the iterator's read-ahead buffer (ref NULL), or a
+** stable reference-counted value the iterator holds (ref set, data ==
+** ref->data; take pm_value_ref(ref) to keep it longer). Either way data and
+** len stay valid until the next pm_iter_next or pm_iter_close. A scan
+** that hands the bytes on at once (SQLite copies them) should use this. */
+typedef struct pm_view {
+  uint8_t type;
+  uint32_t len;
+  const uint8_t *data;
+  pm_value *ref;
+} pm_view;
+int pm_iter_view(pm_iter *it, pm_view *out, pm_err *err);
 void pm_iter_close(pm_iter *it);
 
 /* ---- Writing ------------------------------------------------------------- */

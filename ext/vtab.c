@@ -74,6 +74,7 @@ struct pm_conn {
   int has_last_key;
   sqlite3_int64 last_key;    /* last key assigned by an INSERT of NULL */
   pm_vtab *tables;           /* every connected persistmap table */
+  int refs;                  /* held by the module and by each SQL function */
 };
 
 /* One persistmap table on one connection. */
@@ -87,6 +88,7 @@ struct pm_vtab {
   char *zProblem;        /* why the table is unusable (found by xConnect) */
   table_opts opts;
   int readonly;          /* mode='readonly', a read-only database or file system */
+  int utf8_db;           /* the database's encoding is UTF-8 (see text_bytes) */
   char *zFull;           /* absolute store path, symlinks not resolved */
   char *zCanon;          /* the same with symlinks resolved: what opens */
   pm_store *store;       /* NULL until first use */
@@ -94,26 +96,41 @@ struct pm_vtab {
   int sp_level;          /* highest savepoint SQLite opened, or -1 */
   pm_txn *txn;           /* the engine transaction, begun at first use */
   pm_cursor *cursors;    /* open cursors */
+  pm_cursor *spare;      /* a closed cursor kept for the next xOpen */
   pm_vtab *next;         /* in conn->tables */
 };
 
 /* Fill the table's error message from an engine error and return the
-** SQLite result code that fits it. */
+** SQLite result code that fits it (SQLITE_NOMEM if the message cannot be
+** allocated: an error must say what it is). */
 static int vt_fail(pm_vtab *vt, int rc, const pm_err *err) {
   sqlite3_free(vt->base.zErrMsg);
   vt->base.zErrMsg = sqlite3_mprintf("persistmap: %s", err->msg);
-  return pm_sqlite_code(rc);
+  return vt->base.zErrMsg ? pm_sqlite_code(rc) : SQLITE_NOMEM;
 }
 
-/* Set the table's error message from a format and return code. */
+/* Set the table's error message from a format and return code, or
+** SQLITE_NOMEM if the message cannot be allocated. */
 static int vt_error(pm_vtab *vt, int code, const char *zFmt, ...) {
   va_list ap;
   va_start(ap, zFmt);
   char *z = sqlite3_vmprintf(zFmt, ap);
   va_end(ap);
   sqlite3_free(vt->base.zErrMsg);
-  vt->base.zErrMsg = sqlite3_mprintf("persistmap: %z", z);
-  return code;
+  vt->base.zErrMsg = z ? sqlite3_mprintf("persistmap: %z", z) : NULL;
+  return vt->base.zErrMsg ? code : SQLITE_NOMEM;
+}
+
+/* Report an engine error as the result of a function or a column: the
+** "persistmap: " message with the SQLite code that fits, or SQLite's own out
+** of memory if the message cannot be allocated. Returns the code set. */
+int pm_result_error(sqlite3_context *ctx, int pm_rc, const pm_err *err) {
+  char *z = sqlite3_mprintf("persistmap: %s", err->msg);
+  if (!z) { sqlite3_result_error_nomem(ctx); return SQLITE_NOMEM; }
+  sqlite3_result_error(ctx, z, -1);
+  sqlite3_result_error_code(ctx, pm_sqlite_code(pm_rc));
+  sqlite3_free(z);
+  return pm_sqlite_code(pm_rc);
 }
 
 /* The SQLite result code for an engine result code. */
@@ -202,11 +219,12 @@ static int parse_duration(const char *z, sqlite3_int64 *ms) {
   return 0;
 }
 
-/* One parser per option: 1 if the value is good, 0 if not. */
+/* One parser per option: 1 if the value is good, 0 if not, -1 if out of
+** memory. */
 static int opt_path(const char *z, table_opts *o) {
   if (!*z) return 0;
   o->path = sqlite3_mprintf("%s", z);
-  return o->path != NULL;
+  return o->path ? 1 : -1;
 }
 static int opt_cache_size(const char *z, table_opts *o) {
   sqlite3_int64 v;
@@ -270,9 +288,16 @@ static const struct option_def {
   { "mode", opt_mode },
 };
 
-/* Split "name = value" into its two parts (the value unquoted). Returns
-** NULL or an error message. */
-static char *opt_split(const char *zArg, char **pzName, char **pzValue) {
+/* An option's problem: SQLITE_ERROR with the message z in *pzErr, or
+** SQLITE_NOMEM if z could not be made. */
+static int opt_problem(char **pzErr, char *z) {
+  *pzErr = z;
+  return z ? SQLITE_ERROR : SQLITE_NOMEM;
+}
+
+/* Split "name = value" into its two parts (the value unquoted). SQLITE_OK,
+** SQLITE_ERROR with *pzErr, or SQLITE_NOMEM. */
+static int opt_split(const char *zArg, char **pzName, char **pzValue, char **pzErr) {
   const char *z = zArg;
   while (is_space(*z)) z++;
   const char *zName = z;
@@ -280,7 +305,7 @@ static char *opt_split(const char *zArg, char **pzName, char **pzValue) {
   int nName = (int)(z - zName);
   while (is_space(*z)) z++;
   if (nName == 0 || *z != '=') {
-    return sqlite3_mprintf("expected option=value, got '%s'", zArg);
+    return opt_problem(pzErr, sqlite3_mprintf("expected option=value, got '%s'", zArg));
   }
   z++;
   while (is_space(*z)) z++;
@@ -288,43 +313,43 @@ static char *opt_split(const char *zArg, char **pzName, char **pzValue) {
   while (n > 0 && is_space(z[n - 1])) n--;
   *pzName = sqlite3_mprintf("%.*s", nName, zName);
   *pzValue = opt_unquote(z, n);
-  if (!*pzName || !*pzValue) return sqlite3_mprintf("out of memory");
-  return NULL;
+  return *pzName && *pzValue ? SQLITE_OK : SQLITE_NOMEM;
 }
 
-/* Apply one option=value argument. seen has a bit per option already given. */
-static char *opt_apply(const char *zArg, table_opts *o, unsigned *seen) {
+/* Apply one option=value argument. seen has a bit per option already
+** given. SQLITE_OK, SQLITE_ERROR with *pzErr, or SQLITE_NOMEM. */
+static int opt_apply(const char *zArg, table_opts *o, unsigned *seen, char **pzErr) {
   char *zName = NULL, *zValue = NULL;
-  char *zErr = opt_split(zArg, &zName, &zValue);
+  int rc = opt_split(zArg, &zName, &zValue, pzErr);
   size_t i, n = sizeof aOption / sizeof aOption[0];
-  if (!zErr) {
+  if (rc == SQLITE_OK) {
     for (i = 0; i < n && sqlite3_stricmp(zName, aOption[i].name) != 0; i++) {}
     if (i == n) {
-      zErr = sqlite3_mprintf("unknown option '%s'", zName);
+      rc = opt_problem(pzErr, sqlite3_mprintf("unknown option '%s'", zName));
     } else if (*seen & (1u << i)) {
-      zErr = sqlite3_mprintf("option '%s' given twice", aOption[i].name);
-    } else if (!aOption[i].parse(zValue, o)) {
-      zErr = sqlite3_mprintf("bad value for %s: '%s'", aOption[i].name, zValue);
+      rc = opt_problem(pzErr, sqlite3_mprintf("option '%s' given twice", aOption[i].name));
     } else {
-      *seen |= 1u << i;
+      int good = aOption[i].parse(zValue, o);
+      if (good < 0) rc = SQLITE_NOMEM;
+      else if (!good) rc = opt_problem(pzErr, sqlite3_mprintf("bad value for %s: '%s'", aOption[i].name, zValue));
+      else *seen |= 1u << i;
     }
   }
   sqlite3_free(zName);
   sqlite3_free(zValue);
-  return zErr;
+  return rc;
 }
 
-/* Parse the arguments of CREATE VIRTUAL TABLE (argv[3] on). Returns NULL
-** or an error message (without the "persistmap: " prefix). */
-static char *opts_parse(int argc, const char *const *argv, table_opts *o) {
+/* Parse the arguments of CREATE VIRTUAL TABLE (argv[3] on). SQLITE_OK,
+** SQLITE_ERROR with *pzErr (a message without the "persistmap: " prefix),
+** or SQLITE_NOMEM. */
+static int opts_parse(int argc, const char *const *argv, table_opts *o, char **pzErr) {
   unsigned seen = 0;
+  int rc = SQLITE_OK;
   memset(o, 0, sizeof *o);
   pm_options_init(&o->eng);
-  for (int i = 3; i < argc; i++) {
-    char *zErr = opt_apply(argv[i], o, &seen);
-    if (zErr) return zErr;
-  }
-  return NULL;
+  for (int i = 3; i < argc && rc == SQLITE_OK; i++) rc = opt_apply(argv[i], o, &seen, pzErr);
+  return rc;
 }
 
 /* ==== 3. Where a store may live ========================================== */
@@ -347,6 +372,7 @@ typedef struct store_place {
   int confined;          /* 1: the store must stay inside zDir */
   char *zDir;            /* base of relative paths; canonical if confined */
   const char *zWhy;      /* why it is untrusted */
+  int nomem;             /* a copy of a path could not be allocated */
 } store_place;
 
 /* True if the schema's pager runs on the in-memory VFS of sqlite3_deserialize. */
@@ -356,25 +382,29 @@ static int schema_is_memdb(sqlite3 *db, const char *zSchema) {
   return pVfs && pVfs->zName && strcmp(pVfs->zName, "memdb") == 0;
 }
 
-/* The current directory, sqlite3_malloc'ed. */
-static char *current_dir(void) {
-  char *z = getcwd(NULL, 0);
+/* A sqlite3_malloc'ed copy of z, which is freed (free()); NULL for NULL,
+** and also, with *nomem set, when the copy cannot be allocated. */
+static char *sqlite_copy(char *z, int *nomem) {
   char *out = z ? sqlite3_mprintf("%s", z) : NULL;
+  if (z && !out) *nomem = 1;
   free(z);
   return out;
 }
 
-/* The canonical directory of a file name, or NULL. */
-static char *dir_of_file(const char *zFile) {
+/* The current directory, sqlite3_malloc'ed, or NULL (*nomem: no memory). */
+static char *current_dir(int *nomem) {
+  return sqlite_copy(getcwd(NULL, 0), nomem);
+}
+
+/* The canonical directory of a file name, or NULL (*nomem: no memory). */
+static char *dir_of_file(const char *zFile, int *nomem) {
   const char *slash = strrchr(zFile, '/');
   char *zDir = slash ? sqlite3_mprintf("%.*s", (int)(slash - zFile), zFile)
                      : sqlite3_mprintf(".");
-  if (!zDir) return NULL;
+  if (!zDir) { *nomem = 1; return NULL; }
   char *real = realpath(zDir[0] ? zDir : "/", NULL);
   sqlite3_free(zDir);
-  char *out = real ? sqlite3_mprintf("%s", real) : NULL;
-  free(real);
-  return out;
+  return sqlite_copy(real, nomem);
 }
 
 /* Decide how this table's path is judged. */
@@ -384,20 +414,20 @@ static void place_of_table(pm_vtab *vt, store_place *pl) {
   if (sqlite3_stricmp(vt->zSchema, "temp") != 0) {
     if (schema_is_memdb(vt->db, vt->zSchema)) {
       pl->zWhy = "a database loaded from memory";
-      pl->zDir = current_dir();
+      pl->zDir = current_dir(&pl->nomem);
       return;
     }
     zFile = sqlite3_db_filename(vt->db, vt->zSchema);
   }
   if (!zFile || !zFile[0]) {           /* temp, or an in-memory database */
     pl->trusted = 1;
-    pl->zDir = current_dir();
+    pl->zDir = current_dir(&pl->nomem);
     return;
   }
-  pl->zDir = dir_of_file(zFile);
+  pl->zDir = dir_of_file(zFile, &pl->nomem);
   if (!pl->zDir) {
     pl->zWhy = "a database whose file name cannot be resolved";
-    pl->zDir = current_dir();
+    pl->zDir = current_dir(&pl->nomem);
     return;
   }
   pl->trusted = 1;
@@ -440,11 +470,12 @@ static int dangling_link(char *z, size_t cut) {
 }
 
 /* zFull (absolute) with its longest existing prefix replaced by its
-** canonical form (symlinks resolved); the missing rest is kept as is. */
-static char *canonical_path(const char *zFull, int *pDangling) {
+** canonical form (symlinks resolved); the missing rest is kept as is.
+** NULL if nothing resolves, or (*pNomem set) if out of memory. */
+static char *canonical_path(const char *zFull, int *pDangling, int *pNomem) {
   char *z = sqlite3_mprintf("%s", zFull);
   char *out = NULL;
-  if (!z) return NULL;
+  if (!z) { *pNomem = 1; return NULL; }
   size_t cut = strlen(z);
   while (cut > 1 && z[cut - 1] == '/') z[--cut] = 0;
   *pDangling = 0;
@@ -457,6 +488,7 @@ static char *canonical_path(const char *zFull, int *pDangling) {
       if (save) *pDangling = dangling_link(z, cut);
       out = sqlite3_mprintf("%s%s", strcmp(real, "/") == 0 ? "" : real, z + cut);
       free(real);
+      if (!out) *pNomem = 1;
       break;
     }
     if (cut == 0) break;
@@ -501,12 +533,15 @@ static int refuse_path(const char *zPath, pm_err *err) {
 static int vt_resolve_path(pm_vtab *vt, pm_err *err) {
   store_place pl;
   char *zFull = NULL, *zCanon = NULL;
-  int dangling = 0, rc = PM_OK;
+  int dangling = 0, nomem = 0, rc = PM_OK;
   int any = vt->conn->any_path;
   const char *zShown = vt->opts.path ? vt->opts.path : "(default)";
   place_of_table(vt, &pl);
-  if (!pl.zDir) return pm_err_set(err, PM_CANTOPEN, "cannot resolve the current directory");
-  if (!pl.trusted && !any) {
+  if (pl.nomem) {
+    rc = pm_err_set(err, PM_NOMEM, "out of memory");
+  } else if (!pl.zDir) {
+    rc = pm_err_set(err, PM_CANTOPEN, "cannot resolve the current directory");
+  } else if (!pl.trusted && !any) {
     rc = pm_err_set(err, PM_CANTOPEN,
                     "table '%s' is in %s, where store paths are not trusted "
                     "(persistmap_allow_any_path(1) on this connection allows them)",
@@ -514,9 +549,10 @@ static int vt_resolve_path(pm_vtab *vt, pm_err *err) {
   } else if (pl.confined && !any && vt->opts.path && has_dotdot(vt->opts.path)) {
     rc = refuse_path(zShown, err);
   } else if ((rc = full_path(vt, &pl, &zFull, err)) == PM_OK) {
-    zCanon = canonical_path(zFull, &dangling);
+    zCanon = canonical_path(zFull, &dangling, &nomem);
     if (!zCanon) {
-      rc = pm_err_set(err, PM_CANTOPEN, "cannot resolve path '%s'", zFull);
+      rc = nomem ? pm_err_set(err, PM_NOMEM, "out of memory")
+                 : pm_err_set(err, PM_CANTOPEN, "cannot resolve path '%s'", zFull);
     } else if (pl.confined && !any && (dangling || !inside_dir(zCanon, pl.zDir))) {
       rc = refuse_path(zShown, err);
     }
@@ -534,13 +570,14 @@ static int vt_resolve_path(pm_vtab *vt, pm_err *err) {
   return rc;
 }
 
-/* True if the file system holding path (or its nearest existing parent)
-** is mounted read-only. */
+/* 1 if the file system holding path (or its nearest existing parent) is
+** mounted read-only, 0 if not, -1 if out of memory. */
 static int fs_readonly(const char *zPath) {
   struct statvfs sv;
   char *z = sqlite3_mprintf("%s", zPath);
   int ro = 0;
-  while (z && z[0]) {
+  if (!z) return -1;
+  while (z[0]) {
     if (statvfs(z, &sv) == 0) { ro = (sv.f_flag & ST_RDONLY) != 0; break; }
     char *slash = strrchr(z, '/');
     if (!slash) break;
@@ -574,8 +611,18 @@ static void fsync_dir_of(const char *zPath) {
 typedef struct keybuf {
   pm_key key;
   uint8_t num[8];
-  uint8_t *own;          /* sqlite3_malloc'ed copy of text or blob bytes */
+  uint8_t small[48];     /* a copy of short text or blob bytes, or */
+  uint8_t *own;          /*   a sqlite3_malloc'ed copy of longer ones */
 } keybuf;
+
+/* The bytes of a TEXT value in UTF-8. In a UTF-8 database every value that
+** reaches the table is held in UTF-8 already (SQLite converts bound and
+** computed values to the database's encoding), so its bytes can be taken as
+** they are: sqlite3_value_text would first copy them to add a terminator,
+** which costs more than the rest of a lookup's key handling. */
+static const void *text_bytes(sqlite3_value *v, int utf8_db) {
+  return utf8_db ? sqlite3_value_blob(v) : sqlite3_value_text(v);
+}
 
 static const uint8_t empty_bytes[1] = { 0 };
 
@@ -590,7 +637,7 @@ static int real_as_int(double d, sqlite3_int64 *out) {
 
 /* The key for an SQL value. Returns 0 for NULL (no key). With copy, text
 ** and blob bytes are copied so the key outlives the value; -1 on OOM. */
-static int key_from_value(sqlite3_value *v, keybuf *kb, int copy) {
+static int key_from_value(sqlite3_value *v, keybuf *kb, int copy, int utf8_db) {
   sqlite3_int64 i;
   double d;
   const void *p;
@@ -607,7 +654,7 @@ static int key_from_value(sqlite3_value *v, keybuf *kb, int copy) {
       kb->key.type = PM_REAL; kb->key.len = 8; kb->key.data = kb->num;
       return 1;
     case SQLITE_TEXT:
-      p = sqlite3_value_text(v);
+      p = text_bytes(v, utf8_db);
       kb->key.type = PM_TEXT;
       break;
     case SQLITE_BLOB:
@@ -620,10 +667,10 @@ static int key_from_value(sqlite3_value *v, keybuf *kb, int copy) {
   kb->key.len = (uint32_t)sqlite3_value_bytes(v);
   if (!p || kb->key.len == 0) p = empty_bytes;
   if (copy && kb->key.len) {
-    kb->own = sqlite3_malloc64(kb->key.len);
-    if (!kb->own) return -1;
-    memcpy(kb->own, p, kb->key.len);
-    p = kb->own;
+    uint8_t *to = kb->small;
+    if (kb->key.len > sizeof kb->small && !(to = kb->own = sqlite3_malloc64(kb->key.len))) return -1;
+    memcpy(to, p, kb->key.len);
+    p = to;
   }
   kb->key.data = p;
   return 1;
@@ -646,12 +693,25 @@ static double key_real(const pm_key *k) {
   return d;
 }
 
-/* Return key k as the result of an SQL function or column. */
-static void key_result(sqlite3_context *ctx, const pm_key *k) {
+/* Whether text of len bytes at p can go to SQLite as a C string: followed
+** by a 0 byte (the caller knows) and without one inside. SQLite then marks
+** its copy terminated and need not grow it when asked for a C string. */
+static int text_is_cstring(const uint8_t *p, uint32_t len) {
+  return len < 0x7fffffff && !memchr(p, 0, len);
+}
+
+/* Return key k as the result of an SQL function or column; terminated:
+** a text key's bytes are followed by a 0 byte. */
+static void key_result(sqlite3_context *ctx, const pm_key *k, int terminated) {
   switch (k->type) {
     case PM_INTEGER: sqlite3_result_int64(ctx, (sqlite3_int64)pm_get_u64(k->data)); break;
     case PM_REAL:    sqlite3_result_double(ctx, key_real(k)); break;
-    case PM_TEXT:    sqlite3_result_text64(ctx, (const char *)k->data, k->len, SQLITE_TRANSIENT, SQLITE_UTF8); break;
+    case PM_TEXT:
+      if (terminated && text_is_cstring(k->data, k->len))
+        sqlite3_result_text(ctx, (const char *)k->data, -1, SQLITE_TRANSIENT);
+      else
+        sqlite3_result_text64(ctx, (const char *)k->data, k->len, SQLITE_TRANSIENT, SQLITE_UTF8);
+      break;
     default:         sqlite3_result_blob64(ctx, k->data, k->len, SQLITE_TRANSIENT); break;
   }
 }
@@ -684,7 +744,7 @@ typedef struct valbytes {
 } valbytes;
 
 /* The stored form of an SQL value: every type kept exactly. */
-static int value_from_sql(sqlite3_value *v, valbytes *out) {
+static int value_from_sql(sqlite3_value *v, valbytes *out, int utf8_db) {
   out->type = (uint8_t)sqlite3_value_type(v);   /* SQLite's numbers are PM_'s */
   out->p = empty_bytes;
   out->n = 0;
@@ -698,7 +758,7 @@ static int value_from_sql(sqlite3_value *v, valbytes *out) {
     pm_put_u64(out->num, u);
     out->p = out->num; out->n = 8;
   } else if (out->type == PM_TEXT || out->type == PM_BLOB) {
-    const void *p = out->type == PM_TEXT ? (const void *)sqlite3_value_text(v) : sqlite3_value_blob(v);
+    const void *p = out->type == PM_TEXT ? text_bytes(v, utf8_db) : sqlite3_value_blob(v);
     sqlite3_int64 n = sqlite3_value_bytes(v);
     if (!p && n > 0) return SQLITE_NOMEM;
     if (p) out->p = p;
@@ -712,12 +772,13 @@ static void value_release(void *p) {
   pm_value_unref((pm_value *)((char *)p - offsetof(pm_value, data)));
 }
 
-/* Return a stored value as an SQL result. Text and blobs are handed to
-** SQLite by reference, not copied: the value is immutable and refcounted,
-** and SQLite drops its reference when done. Text without an embedded NUL is
-** passed with its terminator (pm_value has one), so that SQLite need not
-** copy it to add one when the application asks for a C string. */
-static void value_result(sqlite3_context *ctx, pm_value *v) {
+/* Return a stored value as an SQL result. A reference-counted value's text
+** or blob is handed to SQLite by reference, not copied: the value is
+** immutable, and SQLite drops its reference when done; text without an
+** embedded NUL goes with its terminator (pm_value has one), so that SQLite
+** need not copy it to add one when the application asks for a C string.
+** Borrowed bytes (a scan's read-ahead buffer) are copied by SQLite. */
+static void view_result(sqlite3_context *ctx, const pm_view *v) {
   switch (v->type) {
     case PM_NULL: sqlite3_result_null(ctx); return;
     case PM_INTEGER:
@@ -727,14 +788,16 @@ static void value_result(sqlite3_context *ctx, pm_value *v) {
       else { pm_key k = { PM_REAL, 8, v->data }; sqlite3_result_double(ctx, key_real(&k)); }
       return;
     case PM_TEXT:
-      pm_value_ref(v);
-      if (v->len < 0x7fffffff && !memchr(v->data, 0, v->len))
+      if (!v->ref)
+        sqlite3_result_text64(ctx, (const char *)v->data, v->len, SQLITE_TRANSIENT, SQLITE_UTF8);
+      else if (pm_value_ref(v->ref), text_is_cstring(v->data, v->len))
         sqlite3_result_text(ctx, (const char *)v->data, -1, value_release);
       else
         sqlite3_result_text64(ctx, (const char *)v->data, v->len, value_release, SQLITE_UTF8);
       return;
     case PM_BLOB:
-      pm_value_ref(v);
+      if (!v->ref) { sqlite3_result_blob64(ctx, v->data, v->len, SQLITE_TRANSIENT); return; }
+      pm_value_ref(v->ref);
       sqlite3_result_blob64(ctx, v->data, v->len, value_release);
       return;
   }
@@ -758,7 +821,9 @@ static int vt_open_store(pm_vtab *vt, int create, pm_err *err) {
   if (vt->zProblem) return pm_err_set(err, PM_ERROR, "%s", vt->zProblem);
   int rc = vt_resolve_path(vt, err);
   if (rc != PM_OK) return rc;
-  if (fs_readonly(vt->zCanon)) vt->readonly = 1;
+  int ro = fs_readonly(vt->zCanon);
+  if (ro < 0) return pm_err_set(err, PM_NOMEM, "out of memory");
+  if (ro) vt->readonly = 1;
   pm_options o = vt->opts.eng;
   o.readonly = vt->readonly;
   o.create = create && !o.readonly;
@@ -790,6 +855,7 @@ static void vt_close_store(pm_vtab *vt) {
 
 /* Unlink from the connection's registry and free everything. */
 static void vt_free(pm_vtab *vt) {
+  sqlite3_free(vt->spare);
   vt_close_store(vt);
   for (pm_vtab **pp = &vt->conn->tables; *pp; pp = &(*pp)->next) {
     if (*pp == vt) { *pp = vt->next; break; }
@@ -803,6 +869,20 @@ static void vt_free(pm_vtab *vt) {
   sqlite3_free(vt->zCanon);
   sqlite3_free(vt->base.zErrMsg);
   sqlite3_free(vt);
+}
+
+/* Whether the connection's text encoding is UTF-8 (every attached database
+** shares the main one's). 0 when it cannot be told: text is then always
+** taken through sqlite3_value_text, which converts. */
+static int db_is_utf8(sqlite3 *db) {
+  sqlite3_stmt *st = NULL;
+  int utf8 = 0;
+  if (sqlite3_prepare_v2(db, "PRAGMA encoding", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    const unsigned char *enc = sqlite3_column_text(st, 0);
+    utf8 = enc && sqlite3_stricmp((const char *)enc, "UTF-8") == 0;
+  }
+  sqlite3_finalize(st);
+  return utf8;
 }
 
 /* Build the table object shared by xCreate and xConnect. An error in the
@@ -823,11 +903,23 @@ static int vt_new(sqlite3 *db, pm_conn *conn, int argc, const char *const *argv,
   vt->next = conn->tables;
   conn->tables = vt;
   if (!vt->zSchema || !vt->zName || !vt->zCreator) { vt_free(vt); return SQLITE_NOMEM; }
-  vt->zProblem = opts_parse(argc, argv, &vt->opts);
+  /* A bad option is the table's problem; running out of memory is not. */
+  if (opts_parse(argc, argv, &vt->opts, &vt->zProblem) == SQLITE_NOMEM) {
+    vt_free(vt);
+    return SQLITE_NOMEM;
+  }
   vt->readonly = vt->opts.readonly || sqlite3_db_readonly(db, vt->zSchema) == 1;
+  vt->utf8_db = db_is_utf8(db);
   sqlite3_vtab_config(db, SQLITE_VTAB_CONSTRAINT_SUPPORT, 1);
   *out = vt;
   return SQLITE_OK;
+}
+
+/* xCreate's error: "persistmap: " and zMsg in *pzErr, and code; or
+** SQLITE_NOMEM if the message cannot be allocated. */
+static int create_error(char **pzErr, int code, const char *zMsg) {
+  *pzErr = sqlite3_mprintf("persistmap: %s", zMsg);
+  return *pzErr ? code : SQLITE_NOMEM;
 }
 
 /*
@@ -840,18 +932,13 @@ static int pmCreate(sqlite3 *db, void *pAux, int argc, const char *const *argv,
                     sqlite3_vtab **ppVtab, char **pzErr) {
   pm_vtab *vt = NULL;
   pm_err err;
-  int rc = vt_new(db, (pm_conn *)pAux, argc, argv, &vt);
+  int prc, rc = vt_new(db, (pm_conn *)pAux, argc, argv, &vt);
   if (rc != SQLITE_OK) return rc;
-  if (vt->zProblem) {
-    *pzErr = sqlite3_mprintf("persistmap: %s", vt->zProblem);
+  if (vt->zProblem) rc = create_error(pzErr, SQLITE_ERROR, vt->zProblem);
+  else if ((prc = vt_open_store(vt, 1, &err)) != PM_OK) rc = create_error(pzErr, pm_sqlite_code(prc), err.msg);
+  if (rc != SQLITE_OK) {
     vt_free(vt);
-    return SQLITE_ERROR;
-  }
-  rc = vt_open_store(vt, 1, &err);
-  if (rc != PM_OK) {
-    *pzErr = sqlite3_mprintf("persistmap: %s", err.msg);
-    vt_free(vt);
-    return pm_sqlite_code(rc);
+    return rc;
   }
   *ppVtab = &vt->base;
   return SQLITE_OK;
@@ -972,8 +1059,9 @@ static int pmRename(sqlite3_vtab *pVtab, const char *zNew) {
   pm_vtab *vt = (pm_vtab *)pVtab;
   pm_err err;
   char *zNewFull = NULL;
+  char *zName = sqlite3_mprintf("%s", zNew);    /* allocated before anything changes */
   char *zCreator = make_creator(vt->db, vt->zSchema, zNew);
-  int rc = zCreator ? SQLITE_OK : SQLITE_NOMEM;
+  int rc = zName && zCreator ? SQLITE_OK : SQLITE_NOMEM;
   if (vt->txn && pm_txn_dirty(vt->txn)) {
     rc = vt_error(vt, SQLITE_ERROR, "cannot rename table '%s' with uncommitted writes; "
                   "commit first", vt->zName);
@@ -989,7 +1077,12 @@ static int pmRename(sqlite3_vtab *pVtab, const char *zNew) {
     rc = rename_creator(vt, zCreator);
     if (rc != SQLITE_OK && zNewFull) unlink_if_symlink(zNewFull);
   }
-  if (rc != SQLITE_OK) { sqlite3_free(zCreator); sqlite3_free(zNewFull); return rc; }
+  if (rc != SQLITE_OK) {
+    sqlite3_free(zName);
+    sqlite3_free(zCreator);
+    sqlite3_free(zNewFull);
+    return rc;
+  }
   if (zNewFull) {
     unlink_if_symlink(vt->zFull);
     fsync_dir_of(zNewFull);
@@ -998,13 +1091,13 @@ static int pmRename(sqlite3_vtab *pVtab, const char *zNew) {
   }
   sqlite3_free(vt->zName);
   sqlite3_free(vt->zCreator);
-  vt->zName = sqlite3_mprintf("%s", zNew);
+  vt->zName = zName;
   vt->zCreator = zCreator;
   /* SQLite connects the renamed table anew; this object may live on in
   ** cached statements, and must not keep the store busy (a DROP would
   ** then only detach). It reopens the store if it is used again. */
   if (!vt->cursors) vt_close_store(vt);
-  return vt->zName ? SQLITE_OK : SQLITE_NOMEM;
+  return SQLITE_OK;
 }
 
 /* The table is usable, or its error message says why not. */
@@ -1290,12 +1383,14 @@ struct pm_cursor {
   int txn_gone;          /* the transaction ended while the cursor was open */
   int none;              /* an argument (a NULL bound) rules out every row */
   keybuf *keys;          /* lookups: the keys to look up */
-  int nKeys, iKey;
+  int nKeys, iKey, capKeys;   /* the array is kept from one xFilter to the next */
+  keybuf key1;           /* keys' storage for a single key (the common case) */
   pm_iter *iter;         /* scans */
   key_filter filter;
   seq_range seq;
   int eof;
   pm_key key;            /* current row */
+  int key_terminated;    /* its text is followed by a 0 byte */
   pm_meta meta;
   pm_value *value;       /* its value, once read */
   sqlite3_int64 limit;   /* rows still to return, or -1 */
@@ -1317,8 +1412,6 @@ static void cursor_reset(pm_cursor *c) {
   if (c->iter) { pm_iter_close(c->iter); c->iter = NULL; }
   if (c->has_snap) { pm_store_snap_end(vt->store, &c->snap); c->has_snap = 0; }
   for (int i = 0; i < c->nKeys; i++) keybuf_free(&c->keys[i]);
-  sqlite3_free(c->keys);
-  c->keys = NULL;
   c->nKeys = c->iKey = 0;
   keybuf_free(&c->filter.lo);
   keybuf_free(&c->filter.hi);
@@ -1429,13 +1522,13 @@ static int cursor_scan_args(pm_cursor *c, sqlite3_value **argv, int *pArg) {
   int f = c->plan;
   key_filter *kf = &c->filter;
   if (f & PLAN_KEY_LO) {
-    int r = key_from_value(argv[(*pArg)++], &kf->lo, 1);
+    int r = key_from_value(argv[(*pArg)++], &kf->lo, 1, cursor_vtab(c)->utf8_db);
     if (r < 0) return SQLITE_NOMEM;
     if (r == 0) c->none = 1;
     kf->lo_incl = (f & PLAN_KEY_LO_EQ) != 0;
   }
   if (f & PLAN_KEY_HI) {
-    int r = key_from_value(argv[(*pArg)++], &kf->hi, 1);
+    int r = key_from_value(argv[(*pArg)++], &kf->hi, 1, cursor_vtab(c)->utf8_db);
     if (r < 0) return SQLITE_NOMEM;
     if (r == 0) c->none = 1;
     kf->hi_incl = (f & PLAN_KEY_HI_EQ) != 0;
@@ -1474,18 +1567,22 @@ static void cursor_bound_args(pm_cursor *c, sqlite3_value **argv, int *pArg) {
 static void keys_repoint(keybuf *a, int n) {
   for (int i = 0; i < n; i++) {
     if (a[i].key.type == PM_INTEGER || a[i].key.type == PM_REAL) a[i].key.data = a[i].num;
+    else if (a[i].key.len && !a[i].own) a[i].key.data = a[i].small;
   }
 }
 
 /* Append a key to look up (NULLs match nothing and are skipped). */
 static int cursor_add_key(pm_cursor *c, sqlite3_value *v) {
-  if ((c->nKeys & 7) == 0) {
-    keybuf *a = sqlite3_realloc64(c->keys, sizeof *a * (size_t)(c->nKeys + 8));
+  if (c->nKeys == c->capKeys) {
+    int cap = c->capKeys * 2;
+    keybuf *a = sqlite3_realloc64(c->keys == &c->key1 ? NULL : c->keys, sizeof *a * (size_t)cap);
     if (!a) return SQLITE_NOMEM;
+    if (c->keys == &c->key1) a[0] = c->key1;
     c->keys = a;
+    c->capKeys = cap;
     keys_repoint(a, c->nKeys);
   }
-  int r = key_from_value(v, &c->keys[c->nKeys], 1);
+  int r = key_from_value(v, &c->keys[c->nKeys], 1, cursor_vtab(c)->utf8_db);
   if (r > 0) c->nKeys++;
   return r < 0 ? SQLITE_NOMEM : SQLITE_OK;
 }
@@ -1604,6 +1701,7 @@ static int cursor_fetch(pm_cursor *c, pm_err *err) {
     if (rc == PM_NOTFOUND) { pm_iter_close(c->iter); c->iter = NULL; c->eof = 1; return PM_OK; }
     if (rc != PM_OK) return rc;
     c->key = *pm_iter_key(c->iter);
+    c->key_terminated = 1;
     pm_iter_meta(c->iter, &c->meta);
     return PM_OK;
   }
@@ -1619,6 +1717,7 @@ static int cursor_fetch(pm_cursor *c, pm_err *err) {
       continue;
     }
     c->key = *k;
+    c->key_terminated = 0;
     return PM_OK;
   }
   c->eof = 1;
@@ -1641,17 +1740,22 @@ static int cursor_advance(pm_cursor *c, pm_err *err) {
 /* xOpen: a new cursor, known to the table so a transaction's end reaches it. */
 static int pmOpen(sqlite3_vtab *pVtab, sqlite3_vtab_cursor **ppCursor) {
   pm_vtab *vt = (pm_vtab *)pVtab;
-  pm_cursor *c = sqlite3_malloc(sizeof *c);
+  pm_cursor *c = vt->spare ? vt->spare : sqlite3_malloc(sizeof *c);
   if (!c) return SQLITE_NOMEM;
+  vt->spare = NULL;
   memset(c, 0, sizeof *c);
   c->eof = 1;
+  c->keys = &c->key1;
+  c->capKeys = 1;
   c->next = vt->cursors;
   vt->cursors = c;
   *ppCursor = &c->base;
   return SQLITE_OK;
 }
 
-/* xClose: end the cursor's snapshot or iterator and forget it. */
+/* xClose: end the cursor's snapshot or iterator and forget it. The table
+** keeps one closed cursor for the next xOpen (SQLite opens one per
+** statement run), which spares an allocation per point lookup. */
 static int pmClose(sqlite3_vtab_cursor *cur) {
   pm_cursor *c = (pm_cursor *)cur;
   pm_vtab *vt = cursor_vtab(c);
@@ -1659,7 +1763,9 @@ static int pmClose(sqlite3_vtab_cursor *cur) {
   for (pm_cursor **pp = &vt->cursors; *pp; pp = &(*pp)->next) {
     if (*pp == c) { *pp = c->next; break; }
   }
-  sqlite3_free(c);
+  if (c->keys != &c->key1) sqlite3_free(c->keys);
+  if (vt->spare) sqlite3_free(c);
+  else vt->spare = c;
   return SQLITE_OK;
 }
 
@@ -1708,11 +1814,16 @@ static int pmEof(sqlite3_vtab_cursor *cur) {
   return ((pm_cursor *)cur)->eof;
 }
 
-/* The current row's value, read now if it was not yet. */
-static int cursor_value(pm_cursor *c, pm_err *err) {
-  if (c->value) return PM_OK;
-  if (c->iter) return pm_iter_value(c->iter, &c->value, err);
-  return cursor_get(c, &c->key, &c->value, NULL, err);
+/* The current row's value, read now if it was not yet: in place for a scan
+** (valid until the cursor moves), else the value the lookup read. */
+static int cursor_view(pm_cursor *c, pm_view *out, pm_err *err) {
+  if (c->iter) return pm_iter_view(c->iter, out, err);
+  if (!c->value) {
+    int rc = cursor_get(c, &c->key, &c->value, NULL, err);
+    if (rc) return rc;
+  }
+  *out = (pm_view){ c->value->type, c->value->len, c->value->data, c->value };
+  return PM_OK;
 }
 
 /*
@@ -1723,19 +1834,14 @@ static int cursor_value(pm_cursor *c, pm_err *err) {
 static int pmColumn(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
   pm_cursor *c = (pm_cursor *)cur;
   pm_err err;
-  if (i == COL_KEY) { key_result(ctx, &c->key); return SQLITE_OK; }
+  if (i == COL_KEY) { key_result(ctx, &c->key, c->key_terminated); return SQLITE_OK; }
   if (sqlite3_vtab_nochange(ctx)) return SQLITE_OK;
   if (i == COL_SEQ) { sqlite3_result_int64(ctx, (sqlite3_int64)c->meta.seq); return SQLITE_OK; }
-  int rc = cursor_value(c, &err);
+  pm_view view;
+  int rc = cursor_view(c, &view, &err);
   if (rc == PM_NOTFOUND) { sqlite3_result_null(ctx); return SQLITE_OK; }
-  if (rc != PM_OK) {
-    char *z = sqlite3_mprintf("persistmap: %s", err.msg);
-    sqlite3_result_error(ctx, z ? z : "persistmap: out of memory", -1);
-    sqlite3_result_error_code(ctx, pm_sqlite_code(rc));
-    sqlite3_free(z);
-    return pm_sqlite_code(rc);
-  }
-  value_result(ctx, c->value);
+  if (rc != PM_OK) return pm_result_error(ctx, rc, &err);
+  view_result(ctx, &view);
   return SQLITE_OK;
 }
 
@@ -1758,7 +1864,8 @@ static int pmRowid(sqlite3_vtab_cursor *cur, sqlite_int64 *pRowid) {
 static int vt_key_exists(pm_vtab *vt, const pm_key *k) {
   if (sqlite3_vtab_on_conflict(vt->db) == SQLITE_IGNORE) return SQLITE_CONSTRAINT;
   char *z = key_describe(k);
-  int rc = vt_error(vt, SQLITE_CONSTRAINT, "key %s already exists in '%s'", z ? z : "?", vt->zName);
+  if (!z) return SQLITE_NOMEM;
+  int rc = vt_error(vt, SQLITE_CONSTRAINT, "key %s already exists in '%s'", z, vt->zName);
   sqlite3_free(z);
   return rc;
 }
@@ -1789,14 +1896,14 @@ static int vt_insert(pm_vtab *vt, sqlite3_value **col) {
   pm_err err;
   int assigned = 0, rc;
   if (sqlite3_value_type(col[COL_SEQ]) != SQLITE_NULL) return vt_seq_refused(vt);
-  if (key_from_value(col[COL_KEY], &kb, 0) == 0) {
+  if (key_from_value(col[COL_KEY], &kb, 0, vt->utf8_db) == 0) {
     int64_t next;
     rc = pm_txn_next_int_key(vt->txn, &next, &err);
     if (rc != PM_OK) return vt_fail(vt, rc, &err);
     kb.key = pm_key_int(next, kb.num);
     assigned = 1;
   }
-  rc = value_from_sql(col[COL_VALUE], &vb);
+  rc = value_from_sql(col[COL_VALUE], &vb, vt->utf8_db);
   if (rc == SQLITE_OK) rc = vt_put(vt, &kb.key, &vb, vt_put_mode(vt));
   if (rc == SQLITE_OK && assigned) {
     vt->conn->has_last_key = 1;
@@ -1809,7 +1916,7 @@ static int vt_insert(pm_vtab *vt, sqlite3_value **col) {
 static int vt_delete(pm_vtab *vt, sqlite3_value *old) {
   keybuf kb;
   pm_err err;
-  if (key_from_value(old, &kb, 0) == 0) return SQLITE_OK;
+  if (key_from_value(old, &kb, 0, vt->utf8_db) == 0) return SQLITE_OK;
   int rc = pm_txn_delete(vt->txn, &kb.key, &err);
   return (rc == PM_OK || rc == PM_NOTFOUND) ? SQLITE_OK : vt_fail(vt, rc, &err);
 }
@@ -1834,7 +1941,7 @@ static int vt_move(pm_vtab *vt, const pm_key *from, const pm_key *to, sqlite3_va
     vb.type = old->type; vb.p = old->data; vb.n = old->len;
     rc = SQLITE_OK;
   } else {
-    rc = value_from_sql(val, &vb);
+    rc = value_from_sql(val, &vb, vt->utf8_db);
   }
   if (rc == SQLITE_OK) rc = vt_put(vt, to, &vb, vt_put_mode(vt));
   pm_value_unref(old);
@@ -1848,8 +1955,8 @@ static int vt_update(pm_vtab *vt, sqlite3_value *old, sqlite3_value **col) {
   keybuf from, to;
   pm_meta meta;
   pm_err err;
-  if (key_from_value(old, &from, 0) == 0) return SQLITE_OK;
-  if (key_from_value(col[COL_KEY], &to, 0) == 0) {
+  if (key_from_value(old, &from, 0, vt->utf8_db) == 0) return SQLITE_OK;
+  if (key_from_value(col[COL_KEY], &to, 0, vt->utf8_db) == 0) {
     return vt_error(vt, SQLITE_CONSTRAINT, "key cannot be NULL in '%s'", vt->zName);
   }
   int rc = pm_txn_get(vt->txn, &from.key, NULL, &meta, &err);
@@ -1859,7 +1966,7 @@ static int vt_update(pm_vtab *vt, sqlite3_value *old, sqlite3_value **col) {
   if (!key_equal(&from.key, &to.key)) return vt_move(vt, &from.key, &to.key, col[COL_VALUE]);
   if (sqlite3_value_nochange(col[COL_VALUE])) return SQLITE_OK;
   valbytes vb;
-  rc = value_from_sql(col[COL_VALUE], &vb);
+  rc = value_from_sql(col[COL_VALUE], &vb, vt->utf8_db);
   return rc == SQLITE_OK ? vt_put(vt, &to.key, &vb, PM_PUT_REPLACE) : rc;
 }
 
@@ -2005,9 +2112,16 @@ static sqlite3_module persistmapModule = {
 #endif
 };
 
-/* The connection is closing: its tables were disconnected already. */
-static void conn_free(void *p) {
-  sqlite3_free(p);
+/* The module and every function registered with conn hold a reference:
+** when a later load replaces the module, or fails halfway, the functions
+** that still point at conn keep it alive. */
+void pm_conn_ref(pm_conn *conn) { conn->refs++; }
+
+/* SQLite drops a reference (a destructor: the registration went, or
+** failed); the last frees conn, whose tables were disconnected already. */
+void pm_conn_unref(void *p) {
+  pm_conn *conn = p;
+  if (--conn->refs == 0) sqlite3_free(conn);
 }
 
 int pm_vtab_register(sqlite3 *db, pm_conn **out) {
@@ -2015,7 +2129,8 @@ int pm_vtab_register(sqlite3 *db, pm_conn **out) {
   if (!conn) return SQLITE_NOMEM;
   memset(conn, 0, sizeof *conn);
   conn->db = db;
-  int rc = sqlite3_create_module_v2(db, "persistmap", &persistmapModule, conn, conn_free);
+  conn->refs = 1;                      /* the module's; SQLite drops it if registering fails */
+  int rc = sqlite3_create_module_v2(db, "persistmap", &persistmapModule, conn, pm_conn_unref);
   *out = rc == SQLITE_OK ? conn : NULL;
   return rc;
 }
@@ -2054,13 +2169,13 @@ int pm_table_find(pm_conn *conn, const char *zName, pm_vtab **out, pm_err *err) 
   char *zSql = zSchema ? sqlite3_mprintf("SELECT 1 FROM \"%w\".\"%w\" WHERE 0", zSchema, zTable)
                        : sqlite3_mprintf("SELECT 1 FROM \"%w\" WHERE 0", zTable);
   sqlite3_stmt *stmt = NULL;
-  int rc = PM_OK;
+  int rc = PM_OK, prc;
   if (!zSql || (dot && !zSchema)) {
     rc = pm_err_set(err, PM_NOMEM, "out of memory");
-  } else if (sqlite3_prepare_v2(conn->db, zSql, -1, &stmt, NULL) != SQLITE_OK &&
+  } else if ((prc = sqlite3_prepare_v2(conn->db, zSql, -1, &stmt, NULL)) != SQLITE_OK &&
              (*out = conn_lookup(conn, zSchema, zTable)) == NULL) {
     /* (A table that connected but cannot plan, is found all the same.) */
-    rc = pm_err_set(err, PM_ERROR, "%s", sqlite3_errmsg(conn->db));
+    rc = pm_err_set(err, (prc & 0xff) == SQLITE_NOMEM ? PM_NOMEM : PM_ERROR, "%s", sqlite3_errmsg(conn->db));
   } else if ((*out = conn_lookup(conn, zSchema, zTable)) == NULL) {
     rc = pm_err_set(err, PM_ERROR, "'%s' is not a persistmap table", zName);
   }

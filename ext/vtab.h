@@ -24,14 +24,25 @@ typedef struct pm_conn pm_conn;   /* one per database connection */
 typedef struct pm_vtab pm_vtab;   /* one connected persistmap table */
 
 /* Register the persistmap module on db and create its per-connection
-** state, returned in *out (owned by the module: freed with the connection). */
+** state, returned in *out (held by the module and by each SQL function:
+** freed when the last of them goes, at the latest with the connection). */
 int pm_vtab_register(sqlite3 *db, pm_conn **out);
+
+/* References to the per-connection state, for each registration that
+** points at it (pm_conn_unref is the destructor given to SQLite). */
+void pm_conn_ref(pm_conn *conn);
+void pm_conn_unref(void *conn);
 
 /* Register the SQL functions of functions.c on db. */
 int pm_functions_register(sqlite3 *db, pm_conn *conn);
 
 /* The SQLite result code for an engine result code (PM_BUSY -> SQLITE_BUSY). */
 int pm_sqlite_code(int pm_rc);
+
+/* Report an engine error as a function's or column's result ("persistmap: "
+** and the message, the code that fits; SQLite's out of memory if the message
+** cannot be allocated). Returns the SQLite code set. */
+int pm_result_error(sqlite3_context *ctx, int pm_rc, const pm_err *err);
 
 /* Find the persistmap table named zName ('name' or 'schema.name'),
 ** connecting it if this connection has not used it yet. */

@@ -9,8 +9,10 @@
 **
 **   pm.db   persistmap tables: kv (sync='normal'), kvfull (sync='full') on
 **           the same store pm.db-kv.pmap, and the do-nothing table nv
-**           (nullvtab.c); on the same connection temp.kvt (the same store
-**           hosted in the temp schema) and temp.nvt
+**           (nullvtab.c: writes do nothing, a scan returns N made-up rows);
+**           on the same connection temp.kvt (the same store hosted in the
+**           temp schema) and temp.nvt. Every workload but the fsync ones also
+**           runs on nv: the floor SQLite itself sets for a virtual table
 **   sq.db   CREATE TABLE kv(key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID,
 **           with a page cache (512 MB) large enough to hold all of it
 **
@@ -341,6 +343,7 @@ static sqlite3 *fresh_pm(void) {
   sqlite3 *db = open_db(p, 1);
   exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL");
   exec(db, "CREATE VIRTUAL TABLE kv USING persistmap(cache_size='-1', sync='normal', auto_shrink=0)");
+  execf(db, "CREATE VIRTUAL TABLE nv USING nullvtab(%llu)", (unsigned long long)nkeys);
   return db;
 }
 
@@ -365,7 +368,6 @@ static void add_pm_tables(sqlite3 *db) {
   path_in(store, sizeof store, "pm.db-kv.pmap");
   exec(db, "CREATE VIRTUAL TABLE kvfull USING persistmap(path='pm.db-kv.pmap', cache_size='-1', sync='full', auto_shrink=0)");
   execf(db, "CREATE VIRTUAL TABLE temp.kvt USING persistmap(path=%Q, cache_size='-1', sync='normal', auto_shrink=0)", store);
-  exec(db, "CREATE VIRTUAL TABLE nv USING nullvtab");
   exec(db, "CREATE VIRTUAL TABLE temp.nvt USING nullvtab");
 }
 
@@ -404,8 +406,8 @@ static void emit(const char *workload, const char *system, const char *unit, uin
 
 /* ==== Workloads ========================================================== */
 
-__attribute__((noinline)) static double run_load(sqlite3 *db, const uint32_t *order, uint32_t version) {
-  sqlite3_stmt *ins = prep(db, "INSERT INTO kv VALUES (?1, ?2)");
+__attribute__((noinline)) static double run_load(sqlite3 *db, const char *table, const uint32_t *order, uint32_t version) {
+  sqlite3_stmt *ins = prep(db, "INSERT INTO %s VALUES (?1, ?2)", table);
   double t0 = now();
   exec(db, "BEGIN");
   for (uint64_t i = 0; i < nkeys; i++) {
@@ -476,8 +478,8 @@ __attribute__((noinline)) static double run_upserts(sqlite3 *db, const char *tab
   return t;
 }
 
-__attribute__((noinline)) static double run_delete(sqlite3 *db, const uint32_t *del, uint64_t count) {
-  sqlite3_stmt *st = prep(db, "DELETE FROM kv WHERE key = ?1");
+__attribute__((noinline)) static double run_delete(sqlite3 *db, const char *table, const uint32_t *del, uint64_t count) {
+  sqlite3_stmt *st = prep(db, "DELETE FROM %s WHERE key = ?1", table);
   uint64_t deleted = 0;
   double t0 = now();
   exec(db, "BEGIN");
@@ -731,7 +733,7 @@ int main(int argc, char **argv) {
   char extra[512];
   sqlite3 *cp = NULL, *cs = NULL;
   uint32_t version = 1;
-  int P = want_sys("persistmap"), S = want_sys("sqlite");
+  int P = want_sys("persistmap"), S = want_sys("sqlite"), N = want_sys("nullvtab");
   int load_p = P || want_sys("persistmap_temp");     /* the temp table reads the same store */
 
   /* -- bulk load (once, untimed, when not selected) ------------------------ */
@@ -741,12 +743,14 @@ int main(int argc, char **argv) {
     if (cs) sqlite3_close(cs);
     cp = fresh_pm();
     cs = fresh_plain();
-    if (load_p) vp[r] = (double)n / run_load(cp, load_order, version);
-    if (S) vs[r] = (double)n / run_load(cs, load_order, version);
+    if (load_p) vp[r] = (double)n / run_load(cp, "kv", load_order, version);
+    if (S) vs[r] = (double)n / run_load(cs, "kv", load_order, version);
+    if (N && want("bulk_load")) vd[r] = (double)n / run_load(cp, "nv", load_order, version);
   }
   if (want("bulk_load")) {
     if (P) emit("bulk_load", "persistmap", "rows/s", n, vp, reps, NULL);
     if (S) emit("bulk_load", "sqlite", "rows/s", n, vs, reps, NULL);
+    if (N) emit("bulk_load", "nullvtab", "rows/s", n, vd, reps, NULL);
   }
   add_pm_tables(cp);
 
@@ -755,9 +759,11 @@ int main(int argc, char **argv) {
     for (int r = 0; r < reps; r++) {
       if (P) vp[r] = (double)n / run_scan(cp, "kv");
       if (S) vs[r] = (double)n / run_scan(cs, "kv");
+      if (N) vd[r] = (double)n / run_scan(cp, "nv");
     }
     if (P) emit("full_scan", "persistmap", "rows/s", n, vp, reps, NULL);
     if (S) emit("full_scan", "sqlite", "rows/s", n, vs, reps, NULL);
+    if (N) emit("full_scan", "nullvtab", "rows/s", n, vd, reps, NULL);
   }
 
   /* -- point gets --------------------------------------------------------- */
@@ -818,6 +824,7 @@ int main(int argc, char **argv) {
         vs[r] = (double)count / run_upserts(cs, "kv", seq, count, version);
         vc[r] = (double)(syncs_now() - s0) / (double)count;
       }
+      if (N && !full_sync) vd[r] = (double)count / run_upserts(cp, "nv", seq, count, version);
     }
     if (P) {
       snprintf(extra, sizeof extra, ",\"fsyncs_per_commit\":%.4f,\"engine_fsyncs_per_commit\":%.4f",
@@ -828,6 +835,7 @@ int main(int argc, char **argv) {
       snprintf(extra, sizeof extra, ",\"fsyncs_per_commit\":%.4f", median(vc, reps));
       emit(wl, "sqlite", "commits/s", count, vs, reps, extra);
     }
+    if (N && !full_sync) emit(wl, "nullvtab", "commits/s", count, vd, reps, NULL);
   }
 
   /* -- four writers under full sync ---------------------------------------- */
@@ -871,16 +879,18 @@ int main(int argc, char **argv) {
     for (int r = 0; r < reps; r++) {
       const uint32_t *d = del + (uint64_t)r * n_delete % (n - n_delete + 1);
       if (P) {
-        vp[r] = (double)n_delete / run_delete(cp, d, n_delete);
+        vp[r] = (double)n_delete / run_delete(cp, "kv", d, n_delete);
         put_back(cp, d, n_delete, version);
       }
       if (S) {
-        vs[r] = (double)n_delete / run_delete(cs, d, n_delete);
+        vs[r] = (double)n_delete / run_delete(cs, "kv", d, n_delete);
         put_back(cs, d, n_delete, version);
       }
+      if (N) vd[r] = (double)n_delete / run_delete(cp, "nv", d, n_delete);
     }
     if (P) emit("delete_10pct", "persistmap", "rows/s", n_delete, vp, reps, NULL);
     if (S) emit("delete_10pct", "sqlite", "rows/s", n_delete, vs, reps, NULL);
+    if (N) emit("delete_10pct", "nullvtab", "rows/s", n_delete, vd, reps, NULL);
   }
 
   /* -- sizes; both compacted before the reopen ----------------------------- */

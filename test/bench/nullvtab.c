@@ -1,8 +1,10 @@
 /*
-** nullvtab.c - a do-nothing virtual table: the floor for point gets.
+** nullvtab.c - a do-nothing virtual table: the floor for every workload.
 **
-**   CREATE VIRTUAL TABLE nv USING nullvtab;
+**   CREATE VIRTUAL TABLE nv USING nullvtab(N);
 **   SELECT value FROM nv WHERE key = ?;     -- one row: ?, and 100 fixed bytes
+**   SELECT key, value FROM nv;              -- N rows: 'key0000000000000'...
+**   INSERT / INSERT OR REPLACE / DELETE     -- accepted, and forgotten
 **
 ** It has the shape of a persistmap table (key, value) and the same plan for
 ** `key = ?` (a unique lookup whose constraint SQLite need not re-check), but
@@ -10,11 +12,15 @@
 ** 100-byte blob handed to SQLite without a copy. Timing a point get on it
 ** measures what SQLite itself spends on a virtual-table lookup statement
 ** (bind, step, xBestIndex's plan, xOpen/xFilter/xColumn/xClose, reset), so
-** persistmap's own cost is the difference. Any other query returns no row.
+** persistmap's own cost is the difference. A full scan returns N rows
+** (default 0) with 16-byte text keys made like bench_sql's, counted up in
+** place, and the constant value; writes are accepted and do nothing, so
+** timing them measures SQLite's statement and virtual-table costs alone.
 **
 ** bench_sql registers it on its connections with nullvtab_register().
 */
 #include <sqlite3.h>
+#include <stdlib.h>
 #include <string.h>
 
 int nullvtab_register(sqlite3 *db);
@@ -25,21 +31,31 @@ static const unsigned char nv_value[NV_VALUE_BYTES] = {
   0x6e, 0x75, 0x6c, 0x6c, 0x76, 0x74, 0x61, 0x62,   /* "nullvtab", then zeros */
 };
 
+typedef struct nv_vtab {
+  sqlite3_vtab base;
+  sqlite3_int64 rows;    /* rows a full scan returns */
+} nv_vtab;
+
+enum { NV_KEY_BYTES = 16 };
+
 typedef struct nv_cursor {
   sqlite3_vtab_cursor base;
-  sqlite3_value *key;    /* the looked-up key (a copy), or NULL */
+  sqlite3_value *key;    /* the looked-up key (a copy), or NULL for a scan */
+  sqlite3_int64 row, rows;
+  char scan_key[NV_KEY_BYTES + 1];   /* "key" and 13 digits, then 0 */
   int eof;
 } nv_cursor;
 
 static int nvConnect(sqlite3 *db, void *pAux, int argc, const char *const *argv,
                      sqlite3_vtab **ppVtab, char **pzErr) {
-  (void)pAux; (void)argc; (void)argv; (void)pzErr;
+  (void)pAux; (void)pzErr;
   int rc = sqlite3_declare_vtab(db, "CREATE TABLE x(key PRIMARY KEY, value) WITHOUT ROWID");
   if (rc != SQLITE_OK) return rc;
-  sqlite3_vtab *vt = sqlite3_malloc(sizeof *vt);
+  nv_vtab *vt = sqlite3_malloc(sizeof *vt);
   if (!vt) return SQLITE_NOMEM;
   memset(vt, 0, sizeof *vt);
-  *ppVtab = vt;
+  if (argc > 3) vt->rows = strtoll(argv[3], NULL, 10);
+  *ppVtab = &vt->base;
   return SQLITE_OK;
 }
 
@@ -98,12 +114,27 @@ static int nvFilter(sqlite3_vtab_cursor *cur, int idxNum, const char *idxStr,
     c->key = sqlite3_value_dup(argv[0]);
     if (!c->key) return SQLITE_NOMEM;
     c->eof = 0;
+  } else if (idxNum == 0) {
+    c->row = 0;
+    c->rows = ((nv_vtab *)cur->pVtab)->rows;
+    memcpy(c->scan_key, "key0000000000000", NV_KEY_BYTES + 1);
+    c->eof = c->rows <= 0;
   }
   return SQLITE_OK;
 }
 
+/* A scan's next key: its decimal digits counted up by one. */
+static void nv_count_up(char *key) {
+  for (int i = NV_KEY_BYTES - 1; i >= 3; i--) {
+    if (key[i] != '9') { key[i]++; return; }
+    key[i] = '0';
+  }
+}
+
 static int nvNext(sqlite3_vtab_cursor *cur) {
-  ((nv_cursor *)cur)->eof = 1;
+  nv_cursor *c = (nv_cursor *)cur;
+  if (c->key || ++c->row >= c->rows) c->eof = 1;
+  else nv_count_up(c->scan_key);
   return SQLITE_OK;
 }
 
@@ -113,7 +144,8 @@ static int nvEof(sqlite3_vtab_cursor *cur) {
 
 static int nvColumn(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
   nv_cursor *c = (nv_cursor *)cur;
-  if (i == NV_KEY) sqlite3_result_value(ctx, c->key);
+  if (i == NV_KEY && c->key) sqlite3_result_value(ctx, c->key);
+  else if (i == NV_KEY) sqlite3_result_text(ctx, c->scan_key, -1, SQLITE_TRANSIENT);
   else sqlite3_result_blob(ctx, nv_value, NV_VALUE_BYTES, SQLITE_STATIC);
   return SQLITE_OK;
 }
@@ -121,6 +153,12 @@ static int nvColumn(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
 static int nvRowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *pRowid) {
   (void)cur;
   *pRowid = 0;
+  return SQLITE_OK;
+}
+
+/* xUpdate: every write is accepted and forgotten. */
+static int nvUpdate(sqlite3_vtab *vt, int argc, sqlite3_value **argv, sqlite3_int64 *pRowid) {
+  (void)vt; (void)argc; (void)argv; (void)pRowid;
   return SQLITE_OK;
 }
 
@@ -138,6 +176,7 @@ static sqlite3_module nullvtabModule = {
   .xEof = nvEof,
   .xColumn = nvColumn,
   .xRowid = nvRowid,
+  .xUpdate = nvUpdate,
 };
 
 /* Make `nullvtab` available on db. */

@@ -17,17 +17,26 @@
 ** spread over the key space (and over the cache's shards).
 **
 ** Each trace is replayed, at cache sizes of 1%, 10% and 30% of the keys,
-** against three policies holding the same number of values:
+** against four policies holding the same number of values:
 **   s3fifo   the real pm_cache through its public API, with equal-size values
 **            and a byte capacity that holds exactly that many of them;
 **   lru      a plain least-recently-used list;
+**   lfu      perfect LFU: an exact count of every access to every key since
+**            the start (evicted keys included, never aged, unbounded memory),
+**            holding the keys with the highest counts. Not a policy a cache
+**            can afford; on a Zipf trace it is what a frequency-based policy
+**            can learn from the past at best;
 **   opt      Belady's optimal policy (evict the value used farthest in the
 **            future, or do not admit the new one if it is used later still),
 **            a lower bound for every policy.
+** The scan trace is also replayed with its scans removed (the same Zipf
+** accesses, in the same order), to tell what the scans cost each policy
+** from what it misses anyway.
 ** The goals (tr_check) are those of the project: s3fifo's miss ratio at most
-** one percentage point above LRU's everywhere, OPT at or below both, and on
-** the scan trace at least 20% fewer misses than LRU on the accesses that are
-** not part of a scan. TR_SHORTFALLS lists the one S3-FIFO misses, and why.
+** one percentage point above LRU's everywhere, OPT at or below every policy,
+** and on the scan trace at least 20% fewer misses than LRU on the accesses
+** that are not part of a scan. TR_SHORTFALLS lists the one S3-FIFO misses,
+** and why.
 */
 #ifndef PM_TRACES_H
 #define PM_TRACES_H
@@ -78,8 +87,8 @@ static const double TR_SIZES[] = { 0.01, 0.10, 0.30 };   /* of nkeys */
 #define TR_GOAL_PP 0.01     /* s3fifo may miss at most this much more than LRU */
 #define TR_GOAL_SCAN 0.80   /* non-scan misses at most this fraction of LRU's */
 
-enum { TR_S3FIFO, TR_LRU, TR_OPT, TR_NPOLICIES };
-static const char *const TR_POLICY_NAMES[TR_NPOLICIES] = { "s3fifo", "lru", "opt" };
+enum { TR_S3FIFO, TR_LRU, TR_LFU, TR_OPT, TR_NPOLICIES };
+static const char *const TR_POLICY_NAMES[TR_NPOLICIES] = { "s3fifo", "lru", "lfu", "opt" };
 
 #define TR_NONE UINT32_MAX   /* "no key" and "never used again" */
 
@@ -220,6 +229,17 @@ static inline void tr_trace_free(tr_trace *t) {
   memset(t, 0, sizeof *t);
 }
 
+/* The accesses of t that are not part of a scan, in their order, as a
+** trace of their own (with no scans); the caller frees it. */
+static inline tr_trace tr_without_scans(const tr_trace *t) {
+  tr_trace f = { t->spec, t->nkeys, 0, tr_alloc((size_t)t->n * sizeof *t->keys),
+                 tr_alloc((size_t)t->n), NULL };
+  for (uint64_t i = 0; i < t->n; i++)
+    if (!t->scan[i]) f.keys[f.n++] = t->keys[i];
+  tr_compute_next_use(&f);
+  return f;
+}
+
 /* ---- Results ----------------------------------------------------------------- */
 
 typedef struct tr_result {
@@ -279,10 +299,11 @@ static inline tr_result tr_replay_lru(const tr_trace *t, uint32_t capacity) {
   return r;
 }
 
-/* ---- OPT ---------------------------------------------------------------------- */
+/* ---- OPT and perfect LFU ----------------------------------------------------- */
 
-/* A binary max-heap of resident keys ordered by their next use, with each
-** key's position so a hit can update it in place. */
+/* A binary max-heap of resident keys ordered by their rank (the key with
+** the greatest rank is evicted first), with each key's position so a hit
+** can update it in place. */
 typedef struct tr_heap {
   uint32_t *key, *when;   /* heap slots */
   uint32_t *pos;          /* per key: its slot, or TR_NONE */
@@ -314,16 +335,32 @@ static inline void tr_heap_fix(tr_heap *h, uint32_t slot) {
   tr_heap_set(h, slot, key, when);
 }
 
-/* Replay t against Belady's OPT with room for capacity keys. On a miss with
-** a full cache the key used farthest in the future leaves, which may be the
-** new key itself (it is then not admitted). */
-static inline tr_result tr_replay_opt(const tr_trace *t, uint32_t capacity) {
+/* The rank of the key of access i under a ranked policy; counts has one
+** zeroed slot per key for the policy's own use. */
+typedef uint32_t (*tr_rank_fn)(const tr_trace *t, uint64_t i, uint32_t *counts);
+
+/* OPT's rank: the index of the key's next use (TR_NONE if never). */
+static inline uint32_t tr_rank_next_use(const tr_trace *t, uint64_t i, uint32_t *counts) {
+  (void)counts;
+  return t->next_use[i];
+}
+
+/* Perfect LFU's rank: fewer accesses so far, greater rank. */
+static inline uint32_t tr_rank_count(const tr_trace *t, uint64_t i, uint32_t *counts) {
+  return UINT32_MAX - ++counts[t->keys[i]];
+}
+
+/* Replay t with room for capacity keys, the key of greatest rank leaving
+** first. On a miss with a full cache the new key is admitted only if its
+** rank is smaller than the greatest held (a tie keeps the held key). */
+static inline tr_result tr_replay_ranked(const tr_trace *t, uint32_t capacity, tr_rank_fn rank) {
   tr_result r = { 0, 0, 0, 0, 0 };
   tr_heap h = { tr_alloc((size_t)capacity * 4 + 4), tr_alloc((size_t)capacity * 4 + 4),
                 tr_alloc((size_t)t->nkeys * 4), 0 };
+  uint32_t *counts = tr_alloc((size_t)t->nkeys * 4);
   memset(h.pos, 0xff, (size_t)t->nkeys * 4);
   for (uint64_t i = 0; i < t->n; i++) {
-    uint32_t k = t->keys[i], when = t->next_use[i];
+    uint32_t k = t->keys[i], when = rank(t, i, counts);
     tr_count(&r, t, i, h.pos[k] == TR_NONE);
     if (h.pos[k] != TR_NONE) {
       h.when[h.pos[k]] = when;
@@ -340,7 +377,20 @@ static inline tr_result tr_replay_opt(const tr_trace *t, uint32_t capacity) {
   free(h.key);
   free(h.when);
   free(h.pos);
+  free(counts);
   return r;
+}
+
+/* Replay t against Belady's OPT with room for capacity keys: the key used
+** farthest in the future leaves, which may be the new key itself. */
+static inline tr_result tr_replay_opt(const tr_trace *t, uint32_t capacity) {
+  return tr_replay_ranked(t, capacity, tr_rank_next_use);
+}
+
+/* Replay t against perfect LFU with room for capacity keys: every access
+** to every key is counted, for good; the key with the fewest leaves. */
+static inline tr_result tr_replay_lfu(const tr_trace *t, uint32_t capacity) {
+  return tr_replay_ranked(t, capacity, tr_rank_count);
 }
 
 /* ---- pm_cache ------------------------------------------------------------------ */
@@ -393,6 +443,8 @@ typedef struct tr_cell {
   uint64_t held;          /* values pm_cache held at the end */
   tr_result res[TR_NPOLICIES];
   double seconds[TR_NPOLICIES];
+  int has_scanless;       /* the scan trace: scanless is filled in */
+  tr_result scanless[TR_NPOLICIES];   /* on the same trace with its scans removed */
 } tr_cell;
 
 /* Seconds on the monotonic clock, for reporting only. */
@@ -400,55 +452,78 @@ static inline double tr_seconds(void) {
   return (double)pm_now_ns() / 1e9;
 }
 
-/* Run every policy on t at size (a fraction of the keys) under cfg. */
-static inline tr_cell tr_run_cell(const tr_trace *t, double size, const tr_config *cfg) {
+/* Replay t against policy p with room for entries values (of value_bytes,
+** for pm_cache); *held gets the values held at the end. */
+static inline tr_result tr_replay(const tr_trace *t, int p, uint32_t entries,
+                                  uint32_t value_bytes, uint64_t *held) {
+  *held = entries;
+  switch (p) {
+  case TR_S3FIFO: return tr_replay_cache(t, entries, value_bytes, held);
+  case TR_LRU: return tr_replay_lru(t, entries);
+  case TR_LFU: return tr_replay_lfu(t, entries);
+  default: return tr_replay_opt(t, entries);
+  }
+}
+
+/* Run every policy on t at size (a fraction of the keys) under cfg, and on
+** scanless (t without its scans) unless it is NULL. */
+static inline tr_cell tr_run_cell(const tr_trace *t, const tr_trace *scanless, double size,
+                                  const tr_config *cfg) {
   tr_cell cell;
   memset(&cell, 0, sizeof cell);
   cell.spec = t->spec;
   cell.size = size;
   cell.entries = (uint32_t)(size * t->nkeys + 0.5);
-  double t0 = tr_seconds();
-  cell.res[TR_S3FIFO] = tr_replay_cache(t, cell.entries, cfg->value_bytes, &cell.held);
-  double t1 = tr_seconds();
-  cell.res[TR_LRU] = tr_replay_lru(t, cell.entries);
-  double t2 = tr_seconds();
-  cell.res[TR_OPT] = tr_replay_opt(t, cell.entries);
-  double t3 = tr_seconds();
-  cell.seconds[TR_S3FIFO] = t1 - t0;
-  cell.seconds[TR_LRU] = t2 - t1;
-  cell.seconds[TR_OPT] = t3 - t2;
+  cell.has_scanless = scanless != NULL;
+  for (int p = 0; p < TR_NPOLICIES; p++) {
+    uint64_t held;
+    double t0 = tr_seconds();
+    cell.res[p] = tr_replay(t, p, cell.entries, cfg->value_bytes, &held);
+    cell.seconds[p] = tr_seconds() - t0;
+    if (p == TR_S3FIFO) cell.held = held;
+    if (scanless) cell.scanless[p] = tr_replay(scanless, p, cell.entries, cfg->value_bytes, &held);
+  }
   return cell;
 }
 
 /* A goal S3-FIFO is known to miss, measured and explained in the README.
 ** The benchmark still reports the miss; the unit test holds the cell to
-** the measured level, with a small margin, so it cannot get worse unseen. */
+** the measured level, with a small margin, so it cannot get worse unseen,
+** and checks that the explanation still holds: the scans cost S3-FIFO
+** almost nothing there, so the shortfall is its miss ratio on plain Zipf. */
 typedef struct tr_shortfall {
   const char *trace;
   double size;
   double scan_ratio;   /* non-scan misses s3fifo / lru accepted instead of TR_GOAL_SCAN */
+  double scan_cost;    /* at most this many times s3fifo's misses with the scans removed */
 } tr_shortfall;
 
 static const tr_shortfall TR_SHORTFALLS[] = {
-  /* At 1% the scans barely hurt LRU (its non-scan miss ratio is 44.6%
-  ** against 43.4% with no scans), so the goal asks S3-FIFO to beat LRU by
-  ** 20% on plain Zipf at 1%. It does once warm (0.79 x LRU after about 30x
-  ** its size in Zipf accesses) but not from a cold start: 0.82 over the
-  ** whole trace, full and quick alike. */
-  { "zipf-0.99+scan", 0.01, 0.84 },
+  /* At 1% the goal is beyond what any policy can learn from the past. The
+  ** scans barely hurt LRU there (its misses outside the scans are 2.8%
+  ** more than on the same accesses with the scans removed), so the goal
+  ** asks for 18% fewer misses than LRU gets on plain Zipf 0.99 at 1%, over
+  ** 1,000,000 accesses from a cold start. Perfect LFU (every access to
+  ** every key counted, never aged, unbounded memory) gets 0.798 x LRU, and
+  ** S3-FIFO steered by those exact counts 0.804: the goal is within 0.3%
+  ** of the ideal. S3-FIFO gets 0.821 (0.817 in the quick run), and the
+  ** scans cost it under 0.3% of its misses: its shortfall is what it
+  ** misses on plain Zipf, not scan resistance. Only Belady's OPT, which
+  ** knows the future, does much better. */
+  { "zipf-0.99+scan", 0.01, 0.83, 1.01 },
 };
 
 enum { TR_GOALS, TR_KNOWN };   /* what tr_check holds a cell to */
 
-/* The non-scan miss ratio (s3fifo / lru) cell must reach: the goal, or
-** under TR_KNOWN the measured level of a known shortfall. */
-static inline double tr_scan_goal(const tr_cell *cell, int against) {
+/* The known shortfall cell is held to under TR_KNOWN, or NULL (then it is
+** held to the goals). */
+static inline const tr_shortfall *tr_shortfall_of(const tr_cell *cell, int against) {
   size_t n = sizeof TR_SHORTFALLS / sizeof TR_SHORTFALLS[0];
   for (size_t i = 0; against == TR_KNOWN && i < n; i++) {
     const tr_shortfall *f = &TR_SHORTFALLS[i];
-    if (strcmp(f->trace, cell->spec->name) == 0 && f->size == cell->size) return f->scan_ratio;
+    if (strcmp(f->trace, cell->spec->name) == 0 && f->size == cell->size) return f;
   }
-  return TR_GOAL_SCAN;
+  return NULL;
 }
 
 /* Check one cell against the goals (TR_GOALS) or against the goals less
@@ -456,38 +531,52 @@ static inline double tr_scan_goal(const tr_cell *cell, int against) {
 ** line per failure into why (size bytes). */
 static inline int tr_check(const tr_cell *cell, int against, char *why, size_t size) {
   const tr_result *s3 = &cell->res[TR_S3FIFO], *lru = &cell->res[TR_LRU], *opt = &cell->res[TR_OPT];
-  double scan_goal = tr_scan_goal(cell, against);
+  const tr_shortfall *known = tr_shortfall_of(cell, against);
+  double scan_goal = known ? known->scan_ratio : TR_GOAL_SCAN;
+  const char *name = cell->spec->name;
+  double pct = cell->size * 100;
   int failed = 0;
   size_t used = 0;
   why[0] = 0;
 #define TR_FAIL(...) do { failed++; \
     if (used < size) used += (size_t)snprintf(why + used, size - used, __VA_ARGS__); } while (0)
   if (tr_miss_ratio(s3) > tr_miss_ratio(lru) + TR_GOAL_PP)
-    TR_FAIL("%s at %.0f%%: s3fifo misses %.4f, more than lru's %.4f + %.2f\n", cell->spec->name,
-            cell->size * 100, tr_miss_ratio(s3), tr_miss_ratio(lru), TR_GOAL_PP);
-  if (opt->misses > s3->misses || opt->misses > lru->misses)
-    TR_FAIL("%s at %.0f%%: opt misses %llu, more than s3fifo %llu or lru %llu\n", cell->spec->name,
-            cell->size * 100, (unsigned long long)opt->misses, (unsigned long long)s3->misses,
-            (unsigned long long)lru->misses);
+    TR_FAIL("%s at %.0f%%: s3fifo misses %.4f, more than lru's %.4f + %.2f\n", name, pct,
+            tr_miss_ratio(s3), tr_miss_ratio(lru), TR_GOAL_PP);
+  for (int p = 0; p < TR_NPOLICIES; p++)
+    if (opt->misses > cell->res[p].misses)
+      TR_FAIL("%s at %.0f%%: opt misses %llu, more than %s's %llu\n", name, pct,
+              (unsigned long long)opt->misses, TR_POLICY_NAMES[p],
+              (unsigned long long)cell->res[p].misses);
   if (cell->spec->kind == TR_ZIPF_SCAN &&
       (double)s3->nonscan_misses > scan_goal * (double)lru->nonscan_misses)
     TR_FAIL("%s at %.0f%%: s3fifo has %llu non-scan misses, more than %.2f x lru's %llu\n",
-            cell->spec->name, cell->size * 100, (unsigned long long)s3->nonscan_misses,
-            scan_goal, (unsigned long long)lru->nonscan_misses);
+            name, pct, (unsigned long long)s3->nonscan_misses, scan_goal,
+            (unsigned long long)lru->nonscan_misses);
+  if (known && cell->has_scanless &&
+      (double)s3->nonscan_misses > known->scan_cost * (double)cell->scanless[TR_S3FIFO].misses)
+    TR_FAIL("%s at %.0f%%: the scans cost s3fifo more than the known shortfall allows: %llu "
+            "non-scan misses, against %llu with the scans removed (at most x %.2f)\n",
+            name, pct, (unsigned long long)s3->nonscan_misses,
+            (unsigned long long)cell->scanless[TR_S3FIFO].misses, known->scan_cost);
 #undef TR_FAIL
   return failed;
 }
 
 /* Run the whole experiment under cfg, calling report(cell, arg) for each
-** trace and size in order. */
+** trace and size in order; the scan trace is also replayed without its
+** scans. */
 static inline void tr_run_all(const tr_config *cfg, void (*report)(const tr_cell *, void *),
                               void *arg) {
   for (size_t s = 0; s < TR_NSPECS; s++) {
-    tr_trace t = tr_generate(&TR_SPECS[s], cfg);
+    tr_trace t = tr_generate(&TR_SPECS[s], cfg), scanless = { 0 };
+    int scans = TR_SPECS[s].kind == TR_ZIPF_SCAN;
+    if (scans) scanless = tr_without_scans(&t);
     for (size_t z = 0; z < TR_NSIZES; z++) {
-      tr_cell cell = tr_run_cell(&t, TR_SIZES[z], cfg);
+      tr_cell cell = tr_run_cell(&t, scans ? &scanless : NULL, TR_SIZES[z], cfg);
       report(&cell, arg);
     }
+    if (scans) tr_trace_free(&scanless);
     tr_trace_free(&t);
   }
 }

@@ -39,14 +39,14 @@ def records(path):
 
 
 SQL_SYSTEMS = {
-    "bulk_load": {"persistmap", "sqlite"},
-    "full_scan": {"persistmap", "sqlite"},
+    "bulk_load": {"persistmap", "sqlite", "nullvtab"},
+    "full_scan": {"persistmap", "sqlite", "nullvtab"},
     "get_uniform": {"persistmap", "sqlite", "nullvtab", "persistmap_temp", "nullvtab_temp"},
     "get_zipf": {"persistmap", "sqlite", "nullvtab", "persistmap_temp", "nullvtab_temp"},
-    "upsert_normal": {"persistmap", "sqlite"},
+    "upsert_normal": {"persistmap", "sqlite", "nullvtab"},
     "upsert_full": {"persistmap", "sqlite"},
     "upsert_full_4w": {"persistmap", "sqlite"},
-    "delete_10pct": {"persistmap", "sqlite"},
+    "delete_10pct": {"persistmap", "sqlite", "nullvtab"},
     "reopen": {"persistmap", "sqlite"},
     "memory": {"persistmap", "sqlite"},
 }

@@ -150,10 +150,23 @@ def test_key_too_big(kv):
 
 
 def test_utf16_database(tmp):
+    store = str(tmp / "shared.pmap")
     con = connect(str(tmp / "u16.db"))
     con.execute("PRAGMA encoding = 'UTF-16le'")
-    con.execute("CREATE VIRTUAL TABLE kv USING persistmap()")
+    con.execute("CREATE VIRTUAL TABLE kv USING persistmap(path=?)".replace("?", repr(store)))
     con.execute("INSERT INTO kv VALUES ('clé', 'valeur é')")
+    con.execute("INSERT INTO kv VALUES (?, ?)", ("k2", "zwei"))
+    con.execute("UPDATE kv SET value = 'deux' WHERE key = 'k2'")
     assert con.execute("SELECT key, value FROM kv WHERE key = 'clé'").fetchone() == ("clé", "valeur é")
     assert con.execute("SELECT key FROM kv WHERE key GLOB 'cl*'").fetchone() == ("clé",)
+    assert con.execute("SELECT value FROM kv WHERE key >= 'k' AND key < 'l'").fetchall() == [("deux",)]
+    con.close()
+    # The store holds UTF-8 whatever the database's encoding: a UTF-8
+    # database on the same store reads the same text, byte for byte.
+    con = connect(str(tmp / "u8.db"))
+    con.execute("CREATE VIRTUAL TABLE kv USING persistmap(path=?)".replace("?", repr(store)))
+    assert con.execute("SELECT hex(key), hex(value) FROM kv ORDER BY key").fetchall() == [
+        ("636CC3A9", "76616C65757220C3A9"), ("6B32", "64657578")]
+    con.execute("DELETE FROM kv WHERE key = ?", ("clé",))
+    assert con.execute("SELECT key FROM kv").fetchall() == [("k2",)]
     con.close()

@@ -3,7 +3,8 @@
 ** the engine holds and can fail its Nth allocation: once, or every one from
 ** the Nth on. Install it before the engine allocates anything, so that
 ** every pm_free() meets a block it counted; then fa_live() == 0 whenever no
-** store is open proves that nothing leaked.
+** store is open proves that nothing leaked. (test_sqlite_nomem.c drives
+** SQLite's allocator with the same counter: fa_refuse, fa_arm, fa_live.)
 */
 #ifndef PM_FAILALLOC_H
 #define PM_FAILALLOC_H

@@ -6,7 +6,8 @@
 ** as committed (the next writer adopts it) and a half-written group is cut
 ** off by the next writer; hint files are written under the writer lock
 ** only. Children are forked and must open the store themselves; every wait
-** is bounded.
+** is bounded. The WRITER lock a writer keeps between its transactions is
+** let go when idle and whenever another process waits for it.
 */
 #include "testutil.h"
 
@@ -357,6 +358,121 @@ static void test_hints_only_under_the_writer_lock(void **state) {
   assert_true(count_hints() >= 2);
 }
 
+/* Whether this process's engine holds the WRITER lock of the store, seen
+** from a descriptor of its own (an OFD lock test). */
+static int writer_lock_held(void) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/shm", dir_path);
+  int fd = open(path, O_RDWR);
+  assert_true(fd >= 0);
+  struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 8192, .l_len = 1 };
+  assert_int_equal(fcntl(fd, F_OFD_GETLK, &fl), 0);
+  close(fd);
+  return fl.l_type != F_UNLCK;
+}
+
+/* The WRITER lock is kept between transactions (no lock calls per commit)
+** and let go by the background thread soon after the writer goes idle, so
+** another process can write without waiting for this one to close. */
+static void test_kept_writer_lock_is_let_go_when_idle(void **state) {
+  (void)state;
+  pm_store *s = open_store(10000);
+  int seen_kept = 0;
+  for (int i = 0; i < 20 && !seen_kept; i++) {
+    put_text(s, "k", "v");
+    seen_kept = writer_lock_held();
+  }
+  assert_true(seen_kept);
+  uint64_t t0 = now_ms();
+  while (writer_lock_held() && now_ms() - t0 < 5000) usleep(1000);
+  assert_false(writer_lock_held());
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(20);
+    pm_store *c = open_store(10000);
+    uint64_t c0 = now_ms();
+    put_text(c, "child", "1");
+    pm_store_close(c, NULL);
+    _exit(now_ms() - c0 < 1000 ? 0 : 3);       /* nobody held the lock */
+  }
+  int status = wait_child(pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_true(has_key(s, "child"));
+  pm_store_close(s, NULL);
+}
+
+/* A process that keeps writing keeps the lock only while nobody else waits:
+** a second process that wants to write gets its turn while the first one
+** is still writing, long before its busy timeout. */
+static void test_kept_writer_lock_yields_to_a_waiting_process(void **state) {
+  (void)state;
+  pm_store *s = open_store(10000);
+  put_text(s, "start", "1");
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(20);
+    pm_store *c = open_store(8000);
+    put_text(c, "child", "1");
+    pm_store_close(c, NULL);
+    _exit(0);
+  }
+  uint64_t t0 = now_ms();
+  char v[32];
+  for (int i = 0; !has_key(s, "child") && now_ms() - t0 < 6000; i++) {
+    snprintf(v, sizeof v, "%d", i);
+    put_text(s, "busy", v);                 /* a commit, then the next one soon: */
+    struct timespec a, b;                   /* never idle long enough to let go */
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    do clock_gettime(CLOCK_MONOTONIC, &b);
+    while ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) < 100000);
+  }
+  assert_true(has_key(s, "child"));
+  assert_true(now_ms() - t0 < 6000);
+  int status = wait_child(pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  pm_store_close(s, NULL);
+}
+
+/* A writer killed at random moments, hundreds of times, some of them in
+** the middle of publishing a commit to the shared page: every open and read
+** after it returns at once (none waits for a publish that will never end)
+** and sees every commit the writer reported before it died. */
+static void test_writer_killed_while_publishing(void **state) {
+  (void)state;
+  pm_store *s = open_store(10000);
+  put_text(s, "seed", "0");
+  unsigned seed = 12345;
+  for (int round = 0; round < 100; round++) {
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(fds[0]);
+      pm_store *c = open_store(10000);
+      char k[32];
+      snprintf(k, sizeof k, "r%d", round);
+      put_text(c, k, "done");
+      send_byte(fds[1], 'k');                  /* one commit reported */
+      for (int i = 0;; i++) put_text(c, "spin", k);
+    }
+    close(fds[1]);
+    assert_int_equal(recv_byte(fds[0]), 'k');
+    close(fds[0]);
+    usleep((useconds_t)(rand_r(&seed) % 2000));
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    alarm(20);                                  /* a hang fails the test */
+    char k[32];
+    snprintf(k, sizeof k, "r%d", round);
+    assert_true(has_key(s, k));
+    pm_store *again = open_store(10000);        /* a fresh open reads the page too */
+    assert_true(has_key(again, k) && has_key(again, "seed"));
+    pm_store_close(again, NULL);
+    alarm(0);
+  }
+  pm_store_close(s, NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_opening_leaves_a_prepared_group_alone, setup, teardown),
@@ -364,6 +480,9 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_killed_writer_prepared_group_is_adopted, setup, teardown),
     cmocka_unit_test_setup_teardown(test_killed_writer_half_group_is_cut_by_the_next_writer, setup, teardown),
     cmocka_unit_test_setup_teardown(test_hints_only_under_the_writer_lock, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_kept_writer_lock_is_let_go_when_idle, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_kept_writer_lock_yields_to_a_waiting_process, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_writer_killed_while_publishing, setup, teardown),
   };
   return cmocka_run_group_tests_name("multiproc", tests, NULL, NULL);
 }
