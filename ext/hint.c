@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <xxhash.h>
@@ -153,12 +154,10 @@ int pm_hint_write_group(pm_log *log, uint32_t seg, uint64_t seg_size, const pm_g
 
 /* Open segment seg's hint file for reading: a descriptor, or -1. */
 static int hint_open(pm_log *log, uint32_t seg) {
-  char name[32];
+  char name[32], path[PATH_MAX];   /* no allocation: a failed one would read as "no hint" */
   pm_hint_name(seg, name, sizeof name);
-  char *path = pm_sprintf("%s/%s", log->dir, name);
-  int fd = path ? log->io->open(path, O_RDONLY, 0) : -1;
-  pm_free(path);
-  return fd;
+  if ((size_t)snprintf(path, sizeof path, "%s/%s", log->dir, name) >= sizeof path) return -1;
+  return log->io->open(path, O_RDONLY, 0);
 }
 
 /* Read and validate the hint of segment f. On PM_OK, *buf and *n hold the whole
@@ -260,7 +259,8 @@ int pm_hint_check(pm_log *log, const pm_segfile *f, char **report, pm_err *err) 
   size_t n = 0;
   int rc = hint_load(log, f, &buf, &n, err);
   if (rc == PM_NOTFOUND) {
-    pm_log_report(report, "hint %s is corrupt or stale (the segment is read instead)", name);
+    if (pm_log_report(report, "hint %s is corrupt or stale (the segment is read instead)", name))
+      return pm_err_set(err, PM_NOMEM, "out of memory");
     return PM_OK;
   }
   if (rc) return rc;
@@ -270,8 +270,9 @@ int pm_hint_check(pm_log *log, const pm_segfile *f, char **report, pm_err *err) 
   rc = pm_log_scan(log, (pm_pos){ f->num, PM_SEG_HEADER }, (pm_pos){ f->num, f->size }, PM_SCAN_BOUNDED | PM_SCAN_CHAIN,
                    (pm_pos){ 0, 0 }, collect_group, &b, &scan, err);
   if (!rc && b.oom) rc = pm_err_set(err, PM_NOMEM, "out of memory");
-  if (!rc && (b.n != n - 8 || memcmp(b.p + HINT_HEADER, buf + HINT_HEADER, b.n - HINT_HEADER) != 0))
-    pm_log_report(report, "hint %s does not match its segment", name);
+  if (!rc && (b.n != n - 8 || memcmp(b.p + HINT_HEADER, buf + HINT_HEADER, b.n - HINT_HEADER) != 0) &&
+      pm_log_report(report, "hint %s does not match its segment", name))
+    rc = pm_err_set(err, PM_NOMEM, "out of memory");
   pm_free(b.p);
   pm_free(buf);
   return rc;

@@ -1064,17 +1064,18 @@ static uint64_t resync(reader *r, uint64_t off) {
   return r->limit;
 }
 
-void pm_log_report(char **report, const char *fmt, ...) {
-  if (!report) return;
+int pm_log_report(char **report, const char *fmt, ...) {
+  if (!report) return PM_OK;
   char line[512];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   char *n = *report ? pm_sprintf("%s\n%s", *report, line) : pm_strdup(line);
-  if (!n) return;
+  if (!n) return PM_NOMEM;
   pm_free(*report);
   *report = n;
+  return PM_OK;
 }
 
 /* Damage at off in f: decide by mode what it means. Returns PM_OK to go on
@@ -1088,8 +1089,9 @@ static int on_damage(scanner *s, reader *r, uint64_t off, pm_pos claim, int is_l
     s->out->dropped_bytes += *next_off - off;
     char name[32];
     pm_seg_name(r->f->num, name, sizeof name);
-    pm_log_report(report, "segment %s: %llu damaged bytes at offset %llu", name,
-                  (unsigned long long)(*next_off - off), (unsigned long long)off);
+    if (pm_log_report(report, "segment %s: %llu damaged bytes at offset %llu", name,
+                      (unsigned long long)(*next_off - off), (unsigned long long)off))
+      return pm_err_set(s->err, PM_NOMEM, "out of memory");
     if (s->a.held) return flush_held(s);
     if (s->a.n) s->out->dropped_groups++;
     asm_reset(&s->a);
@@ -1273,7 +1275,8 @@ int pm_log_check(pm_log *log, pm_pos limit, char **report, pm_err *err) {
     pm_segfile *now = seg_find(log, f.num);
     int gone = !now || now->retired;
     pthread_rwlock_unlock(&log->segs_lock);
-    if (problems && !gone) pm_log_report(report, "%s", problems);
+    if (problems && !gone && pm_log_report(report, "%s", problems))
+      rc = pm_err_set(err, PM_NOMEM, "out of memory");
     pm_free(problems);
   }
   scan_leave(log);

@@ -306,8 +306,10 @@ int pm_log_manifest_copy(pm_log *log, pm_manifest *out);
 /* Name of segment n: "NNNNNN.log" into buf (at least 32 bytes). */
 void pm_seg_name(uint32_t n, char *buf, size_t cap);
 
-/* Append a formatted line to a pm_malloc'ed report (NULL report: ignored). */
-void pm_log_report(char **report, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append a formatted line to a pm_malloc'ed report (NULL report: ignored).
+** PM_NOMEM if the line could not be added: a caller must not then call the
+** report complete (a damaged store would read as "ok"). */
+int pm_log_report(char **report, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- Hint files (hint.c) ------------------------------------------------- */
 /* Name of segment n's hint: "NNNNNN.hint". */

@@ -878,12 +878,11 @@ static int check_entry(pm_engine *e, const pm_ientry *ie, char **report) {
             memcmp(key, ie->key.data, ie->key.len) != 0;
   pm_free(key);
   if (bad) {
-    char seg[32], line[128];
+    char seg[32];
     pm_seg_name(at.seg, seg, sizeof seg);
-    snprintf(line, sizeof line, "index entry seq %llu does not match the record in %s at offset %llu",
-             (unsigned long long)ie->seq, seg, (unsigned long long)at.off);
-    char *n = *report ? pm_sprintf("%s\n%s", *report, line) : pm_strdup(line);
-    if (n) { pm_free(*report); *report = n; }
+    if (pm_log_report(report, "index entry seq %llu does not match the record in %s at offset %llu",
+                      (unsigned long long)ie->seq, seg, (unsigned long long)at.off))
+      return PM_NOMEM;                  /* never "ok" for a damaged store */
   }
   return PM_OK;
 }

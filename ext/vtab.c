@@ -591,11 +591,12 @@ static int fs_readonly(const char *zPath) {
 /* Make a directory's entries durable. */
 static void fsync_dir_of(const char *zPath) {
   const char *slash = strrchr(zPath, '/');
-  char *zDir = slash ? sqlite3_mprintf("%.*s", (int)(slash - zPath), zPath) : NULL;
-  if (!zDir) return;
+  char zDir[PATH_MAX];             /* no allocation: this must not be skipped */
+  if (!slash || (size_t)(slash - zPath) >= sizeof zDir) return;
+  memcpy(zDir, zPath, (size_t)(slash - zPath));
+  zDir[slash - zPath] = 0;
   int fd = open(zDir[0] ? zDir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) { (void)fsync(fd); close(fd); }
-  sqlite3_free(zDir);
 }
 
 /* ==== 4. Keys and values ================================================= */

@@ -5,7 +5,8 @@
 ** at every allocation from the Nth on, for N = 1.. until the operation
 ** succeeds without meeting the failure, during: opening a new store,
 ** opening a populated one, recovery of a store with a torn tail, a
-** transaction with its commit, point reads, iteration and a compaction.
+** transaction with its commit, point reads, iteration, a compaction and a
+** check of a store whose hint file is damaged (which must never say "ok").
 ** Every time:
 **
 **   - each call answers PM_OK or PM_NOMEM, nothing else, and never crashes;
@@ -220,6 +221,42 @@ static int run_commit(pm_store **s) {
   return pm_txn_commit(t, NULL);
 }
 
+/* persistmap_check on a store with a damaged hint file: running out of
+** memory may stop the check, but it must never report "ok". */
+static int run_check(pm_store **s) {
+  char *report = NULL;
+  int rc = pm_store_check(*s, &report, NULL);
+  int said_ok = rc == PM_OK && report && strcmp(report, "ok") == 0;
+  pm_free(report);
+  return said_ok ? PM_CORRUPT : rc;
+}
+
+/* The name of the first hint file in the store directory. */
+static int first_hint(void *ctx, const char *name) {
+  size_t n = strlen(name);
+  if (n > 5 && strcmp(name + n - 5, ".hint") == 0 && !*(char *)ctx) snprintf(ctx, 64, "%s", name);
+  return 0;
+}
+
+/* A copy of the populated disk with one byte of a hint file flipped. */
+static sd_disk *damaged_hint_disk(void) {
+  sd_disk *d = sd_clone(populated);
+  sd_use(d);
+  char name[64] = "", path[4096];
+  sd_io()->list_dir(store_dir, first_hint, name);
+  assert_true(name[0]);
+  snprintf(path, sizeof path, "%s/%s", store_dir, name);
+  int fd = sd_io()->open(path, O_RDWR, 0);
+  assert_true(fd >= 0);
+  uint8_t b;
+  assert_int_equal(sd_io()->pread(fd, &b, 1, 40), 1);
+  b ^= 0x5a;
+  assert_int_equal(sd_io()->pwrite(fd, &b, 1, 40), 1);
+  assert_int_equal(sd_io()->fsync(fd), 0);
+  sd_io()->close(fd);
+  return d;
+}
+
 /* ---- What reopening may find ----------------------------------------------------- */
 
 static int is_empty(uint64_t fp, int rc) { (void)rc; return fp == 0; }
@@ -273,6 +310,14 @@ static void test_nomem_shrink(void **state) {
   starve(populated, &op);
 }
 
+static void test_nomem_check(void **state) {
+  (void)state;
+  static const starved op = { "a check of a damaged store", -1, run_check, is_populated };
+  sd_disk *d = damaged_hint_disk();
+  starve(d, &op);
+  sd_free(d);
+}
+
 static void test_nomem_iterate(void **state) {
   (void)state;
   static const starved op = { "iteration", 0, run_iterate, is_populated };
@@ -289,6 +334,7 @@ int main(void) {
     cmocka_unit_test(test_nomem_get),
     cmocka_unit_test(test_nomem_iterate),
     cmocka_unit_test(test_nomem_shrink),
+    cmocka_unit_test(test_nomem_check),
   };
   int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
   printf("allocation failures: %ld runs\n", runs);
